@@ -38,6 +38,10 @@ class ProbeResult:
     latency_s: float | None = None
     detail: str = ""
     error_code: int | None = None  # a MySQL error number, where there was one
+    # For a witness probe (name "witness", target = the witness's name): whether the witness
+    # itself reached the primary's MySQL (issue 8's secondary check). None when the witness was
+    # not asked (an ICMP-only witness) or could not tell. Unused by other probes.
+    sees_primary: bool | None = None
 
     @property
     def answered(self) -> bool:
@@ -136,3 +140,143 @@ class StepResult:
     detail: str = ""
     skipped: bool = False
     data: dict[str, str] = field(default_factory=dict)
+
+
+# --- The core's vocabulary: events, decisions and plans. --------------------------------------
+# These live here rather than in fsm/plan so that the executor, journal, metrics and control API
+# can name them without importing the core's logic.
+
+
+class Event(StrEnum):
+    """What one tick's observation means, as `fsm.classify` sums it up. A closed set: every
+    (State, Event) pair has exactly one row in the transition table."""
+
+    FLAG_PRESENT = "flag_present"  # the completion flag exists: no automatic failover
+    FAILOVER_UNFINISHED = "failover_unfinished"  # the journal shows a failover not finished
+    PRIMARY_OK = "primary_ok"  # the primary's MySQL answered
+    PRIMARY_ALIVE_ERROR = "primary_alive_error"  # it refused us in a way that proves it is alive
+    PRIMARY_FAILED = "primary_failed"  # its MySQL probe failed, fewer times than the threshold
+    PRIMARY_LOST = "primary_lost"  # threshold reached and every failover condition holds
+    HOLD_ISOLATED = "hold_isolated"  # threshold reached, but no witness answered this node
+    HOLD_PARTITION = "hold_partition"  # threshold reached, but a witness still sees the primary
+    HOLD_REPLICA_CONNECTED = "hold_replica_connected"  # the replica still hears the primary
+    HOLD_EVIDENCE_MISSING = "hold_evidence_missing"  # some evidence needed to decide is missing
+
+
+class ReasonCode(StrEnum):
+    """A bounded code for every decision: safe as a metric label, unlike the reason sentence."""
+
+    PRIMARY_OK = "primary_ok"
+    PRIMARY_ALIVE_ERROR = "primary_alive_error"
+    PRIMARY_RECOVERED = "primary_recovered"
+    PRIMARY_FAILING = "primary_failing"
+    FAILOVER_STARTED = "failover_started"
+    FAILOVER_RESUMED = "failover_resumed"
+    FAILOVER_IN_PROGRESS = "failover_in_progress"
+    FAILOVER_DONE = "failover_done"
+    FLAG_BLOCKS = "flag_blocks"
+    FLAG_CLEARED = "flag_cleared"
+    JOURNAL_AFTER_FLAG = "journal_after_flag"
+    HOLD_ISOLATED = "hold_isolated"
+    HOLD_PARTITION = "hold_partition"
+    HOLD_REPLICA_CONNECTED = "hold_replica_connected"
+    HOLD_EVIDENCE_MISSING = "hold_evidence_missing"
+
+
+class PlanKind(StrEnum):
+    """What a transition's plan is for. The executor treats RESUME as "skip what the journal
+    already records as done"."""
+
+    NONE = "none"
+    FAILOVER = "failover"
+    RESUME = "resume"
+
+
+class StepKind(StrEnum):
+    """One action of a failover or switchover plan. `Step.node` says where it runs."""
+
+    VIP_DOWN = "vip_down"  # remove the VIP from the node (absent already = success)
+    STOP_SERVICE = "stop_service"  # run a cold-standby service's stop command
+    FENCE_MYSQL = "fence_mysql"  # read_only on; if MySQL does not answer, stop its service
+    FENCE_COMMAND = "fence_command"  # run the configured fence command (e.g. IPMI power-off)
+    SET_READ_ONLY = "set_read_only"  # planned: read_only on, and wait until writes stopped
+    CATCH_UP = "catch_up"  # wait (bounded) until the replica applied everything it received
+    PROMOTE = "promote"  # stop replication, reset replica settings, read_only off, record coords
+    VIP_UP = "vip_up"  # add the VIP with its label, then gratuitous ARP
+    START_SERVICE = "start_service"  # run a cold-standby service's start command
+    RESTART_AGENT = "restart_agent"  # run an agent's restart command
+    CHECK_HOT = "check_hot"  # HTTP check of a hot-standby service through the VIP
+    MAKE_REPLICA = "make_replica"  # planned: point the old primary at the new one
+    WRITE_FLAG = "write_flag"  # write the completion flag atomically (last step of a failover)
+
+
+class OnFailure(StrEnum):
+    """What the executor does when a step fails: stop the plan there, or record and go on."""
+
+    STOP = "stop"
+    CONTINUE = "continue"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a plan: data only; the executor runs it.
+
+    `node` is the node the step runs on: the local node runs it as a local command, the other
+    node is reached over SSH. (A fence command runs on the new primary and names the old primary
+    in `args["target"]`.) `argv` is the command for command steps; `args` holds small string
+    parameters (a service name, the VIP, a URL). `key` is stable across rebuilds of the same
+    plan, so a journal can tell which steps of a resumed plan already ran.
+    """
+
+    kind: StepKind
+    node: str
+    timeout_s: float
+    on_failure: OnFailure = OnFailure.STOP
+    args: tuple[tuple[str, str], ...] = ()
+    argv: tuple[str, ...] = ()
+
+    def arg(self, key: str, default: str = "") -> str:
+        for k, v in self.args:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def key(self) -> str:
+        name = self.arg("name")
+        return f"{self.kind}@{self.node}" + (f":{name}" if name else "")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    """The monitor's state plus what must live across ticks. Returned, never mutated.
+
+    `consecutive_failures` counts failed MySQL probes of the primary in a row;
+    `first_failure_at` is the observation time of the first of them (None when the count is 0);
+    `since` is when the state was entered; `failover_started_at` is when the current failover's
+    plan was emitted (None outside failing_over/done_flagged).
+    """
+
+    state: State = State.HEALTHY
+    consecutive_failures: int = 0
+    first_failure_at: float | None = None
+    since: float | None = None
+    failover_started_at: float | None = None
+    last_event: Event | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What `fsm.decide` returns for one tick: the next state, a plan (empty unless a failover
+    starts or resumes), a bounded reason code and a sentence naming the evidence."""
+
+    state: MonitorState
+    plan: tuple[Step, ...]
+    reason_code: ReasonCode
+    reason: str
+    event: Event
+    plan_kind: PlanKind = PlanKind.NONE
+
+    @property
+    def starts_failover(self) -> bool:
+        return self.plan_kind in (PlanKind.FAILOVER, PlanKind.RESUME)
