@@ -464,3 +464,67 @@ def parse_bool_variable(value: Any, name: str) -> bool:
     if s in ("1", "ON", "TRUE", "NO_LOCK", "NO_LOCK_NO_ADMIN"):
         return True
     raise DialectError(f"{name}: not a boolean: {value!r}")
+
+
+# --- "heard from the primary", from successive samples ------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactSample:
+    """One reading of the replica's connection counters, stamped with the caller's clock."""
+
+    at: float
+    heartbeats: int | None  # received-heartbeats counter; None where the server has none
+    read_file: str  # the IO thread's read position in the primary's binary log
+    read_pos: int
+    io_running: str
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """The last sample and when the replica was last seen to have received something."""
+
+    last: ContactSample
+    heard_at: float  # the sample at which the last receipt was seen, or the first sample
+    samples: int
+
+
+def update_contact(previous: Contact | None, sample: ContactSample) -> Contact:
+    """Fold a new sample into the contact record.
+
+    The replica heard from its primary between two samples when the heartbeat counter went up,
+    or when its read position moved while the IO thread runs (events, which replace heartbeats
+    while the primary is busy). A counter that went down was reset (CHANGE MASTER, RESET,
+    restart): that is not evidence of contact, only a new baseline. A sample whose clock went
+    backwards also starts over.
+
+    Safety: `heard_at` is the time of the sample that showed the receipt, which is at or after
+    the real receipt, so the silence derived from it is a lower bound — it can only make the
+    primary look more recently heard from, never less (never a reason to promote early).
+    """
+    if previous is None or sample.at < previous.last.at:
+        return Contact(sample, sample.at, 1)
+    p = previous.last
+    beat = (
+        sample.heartbeats is not None
+        and p.heartbeats is not None
+        and sample.heartbeats > p.heartbeats
+    )
+    moved = sample.io_running == "Yes" and (sample.read_file, sample.read_pos) != (
+        p.read_file,
+        p.read_pos,
+    )
+    return Contact(
+        sample, sample.at if (beat or moved) else previous.heard_at, previous.samples + 1
+    )
+
+
+def seconds_since_heard(contact: Contact | None, now: float) -> float | None:
+    """Lower bound of the replica's silence at `now`; None until two samples were taken.
+
+    With one sample nothing is known yet. With more, the replica has heard nothing since
+    `heard_at` (or at least since the first sample), so `now - heard_at` is a safe lower bound.
+    """
+    if contact is None or contact.samples < 2:
+        return None
+    return max(0.0, now - contact.heard_at)

@@ -1,0 +1,583 @@
+"""MySQL/MariaDB adapter: the alive probe and a thin wrapper around one server connection.
+
+Job: run the few statements monha needs (probe, replica status, read_only, promote, change
+source, wait for the applier) against one server, each bounded by `asyncio.timeout`, and turn
+replies into `model` values through `monha.dialect`.
+
+Must not: decide anything (whether to promote is the core's call), retry on its own (a retry is
+the next tick or the next plan step), log, or put a password into an exception, a log line or a
+statement string (passwords only ever travel as bound parameters or in the login handshake).
+
+"Heard from the primary": MariaDB 10.11 has no column or status variable that says when the
+replica last received something (no Slave_last_heartbeat; 11.6 added Master_last_event_time).
+What it has is the default connection's Slave_received_heartbeats counter (SHOW ALL SLAVES
+STATUS) and Read_Master_Log_Pos, which advances with every received event. A `Server` keeps the
+previous sample and, with the caller's timestamps, `dialect.update_contact` turns two samples
+into "heard at". On MySQL the counter is performance_schema.replication_connection_status.
+COUNT_RECEIVED_HEARTBEATS. The heartbeat period must be shorter than the sampling interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiomysql
+import pymysql
+
+from monha.dialect import (
+    Contact,
+    ContactSample,
+    Dialect,
+    DialectError,
+    detect,
+    parse_binlog_status,
+    parse_bool_variable,
+    parse_replica_status,
+    pick_default_row,
+    received_heartbeats,
+    seconds_since_heard,
+    update_contact,
+)
+from monha.model import BinlogCoordinates, ProbeResult, ProbeStatus, ReplicaStatus, ReplicaView
+
+# Errors that prove a server answered (MHA's list): too many connections, bad handshake, access
+# denied, host blocked/not allowed, user limits, auth protocol. The server is up; we were refused.
+ALIVE_ERRORS: frozenset[int] = frozenset(
+    {1040, 1042, 1043, 1044, 1045, 1129, 1130, 1203, 1226, 1251, 1275}
+)
+
+# How often wait_caught_up re-reads the replica status. Short: a failover waits on it.
+_POLL_S = 0.1
+
+
+class _QuietCursor(aiomysql.DictCursor):  # type: ignore[misc]
+    """A DictCursor that does not turn server notes into Python warnings.
+
+    aiomysql answers every statement that has warnings with an extra SHOW WARNINGS round trip
+    and `warnings.warn` ("Slave already has been stopped" on an idempotent STOP). Neither is
+    wanted: the notes are expected, and the extra round trip eats into the step's timeout.
+    """
+
+    async def _show_warnings(self, conn: Any) -> None:
+        return None
+
+
+class MySQLError(Exception):
+    """A statement or connection failed. `code` is the server/client error number, if any."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MySQLTimeout(MySQLError):
+    """An operation did not finish within its timeout; the connection was dropped."""
+
+
+def _scrub(text: str, password: str) -> str:
+    # Server messages do not echo passwords, but a driver or a future server might: never let
+    # one through into an error that gets logged.
+    return text.replace(password, "***") if password else text
+
+
+def _error_code(exc: BaseException) -> int | None:
+    if isinstance(exc, pymysql.err.MySQLError) and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, pymysql.err.MySQLError) and len(exc.args) >= 2:
+        return str(exc.args[1])
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def _open(
+    *,
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    unix_socket: str | None,
+    connect_timeout_s: float,
+    db: str | None = None,
+) -> aiomysql.Connection:
+    """Open a connection; on any failure or cancellation the socket is closed at once.
+
+    aiomysql.connect() closes its socket on errors but not when the caller's timeout cancels it
+    (CancelledError is not an Exception), which would leak one socket per hung probe; so the
+    Connection object is built here and closed in `finally`. `_connect` is aiomysql's own
+    entry point behind `connect()`.
+    """
+    conn = aiomysql.Connection(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        db=db,
+        unix_socket=unix_socket,
+        connect_timeout=connect_timeout_s,
+        autocommit=True,
+        charset="utf8mb4",
+        program_name="monha",
+    )
+    ok = False
+    try:
+        await conn._connect()
+        ok = True
+        return conn
+    finally:
+        if not ok:
+            conn.close()
+
+
+async def probe_alive(
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    timeout_s: float,
+    *,
+    unix_socket: str | None = None,
+    name: str = "mysql",
+    target: str | None = None,
+) -> ProbeResult:
+    """Connect and run SELECT 1. Errors from ALIVE_ERRORS count as ALIVE_ERROR (it answered)."""
+    tgt = target or (unix_socket or f"{host}:{port}")
+    start = time.monotonic()
+    conn: aiomysql.Connection | None = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            conn = await _open(
+                host=host,
+                port=port,
+                user=user,
+                password=password,
+                unix_socket=unix_socket,
+                connect_timeout_s=timeout_s,
+            )
+            async with conn.cursor() as cur:
+                await cur.execute("SELECT 1")
+                row = await cur.fetchone()
+        latency = time.monotonic() - start
+        if row is None or row[0] != 1:
+            return ProbeResult(name, tgt, ProbeStatus.FAILED, latency, f"unexpected reply {row!r}")
+        return ProbeResult(name, tgt, ProbeStatus.OK, latency)
+    except TimeoutError:
+        return ProbeResult(
+            name,
+            tgt,
+            ProbeStatus.TIMEOUT,
+            time.monotonic() - start,
+            f"no answer in {timeout_s:g} s",
+        )
+    except Exception as exc:  # a probe reports every failure; it never raises
+        latency = time.monotonic() - start
+        code = _error_code(exc)
+        detail = _scrub(_error_text(exc), password)
+        # aiomysql reports its own connect timeout as 2003 with a TimeoutError cause.
+        if isinstance(exc.__cause__, TimeoutError):
+            return ProbeResult(name, tgt, ProbeStatus.TIMEOUT, latency, detail, code)
+        status = ProbeStatus.ALIVE_ERROR if code in ALIVE_ERRORS else ProbeStatus.FAILED
+        return ProbeResult(name, tgt, status, latency, detail, code)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+class Server:
+    """One server, reached by TCP (host/port) or a unix socket, over one reused connection.
+
+    Each method takes an optional `timeout_s` (default: the constructor's) that bounds the whole
+    method, connecting included. After a timeout or a lost connection the connection is dropped
+    and the next call reconnects, because its protocol state is unknown.
+    """
+
+    def __init__(
+        self,
+        *,
+        user: str,
+        password: str,
+        host: str = "127.0.0.1",
+        port: int = 3306,
+        unix_socket: str | None = None,
+        connect_timeout_s: float = 1.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.unix_socket = unix_socket
+        self._user = user
+        self._password = password
+        self._connect_timeout_s = connect_timeout_s
+        self._timeout_s = timeout_s
+        self._conn: aiomysql.Connection | None = None
+        self._dialect: Dialect | None = None
+        self._contact: Contact | None = None
+        self._lock = asyncio.Lock()
+
+    def describe(self) -> str:
+        return self.unix_socket or f"{self.host}:{self.port}"
+
+    def __repr__(self) -> str:  # never shows the password
+        return f"Server({self.describe()!r}, user={self._user!r})"
+
+    async def close(self) -> None:
+        self._drop()
+
+    def _drop(self) -> None:
+        # The protocol state of an interrupted connection is unknown: never reuse it.
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _connection(self) -> aiomysql.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await _open(
+                host=self.host,
+                port=self.port,
+                user=self._user,
+                password=self._password,
+                unix_socket=self.unix_socket,
+                connect_timeout_s=self._connect_timeout_s,
+            )
+            async with self._conn.cursor() as cur:
+                await cur.execute("SELECT VERSION(), @@version_comment")
+                version, comment = await cur.fetchone()
+            self._dialect = detect(str(version), str(comment or ""))
+        return self._conn
+
+    async def _run(
+        self,
+        what: str,
+        statements: Sequence[tuple[str, Sequence[Any] | None]],
+        timeout_s: float | None,
+    ) -> list[list[dict[str, Any]]]:
+        """Run statements in order on the shared connection; return each one's rows as dicts."""
+        t = self._timeout_s if timeout_s is None else timeout_s
+        async with self._lock:
+            try:
+                async with asyncio.timeout(t):
+                    conn = await self._connection()
+                    out: list[list[dict[str, Any]]] = []
+                    async with conn.cursor(_QuietCursor) as cur:
+                        for sql, params in statements:
+                            await cur.execute(sql, params)
+                            out.append(list(await cur.fetchall()))
+                    return out
+            except asyncio.CancelledError:
+                # An outer timeout (e.g. promote's) interrupted this statement.
+                self._drop()
+                raise
+            except TimeoutError:
+                self._drop()
+                raise MySQLTimeout(f"{self.describe()}: {what}: no answer in {t:g} s") from None
+            except DialectError as exc:
+                raise MySQLError(f"{self.describe()}: {what}: {exc}") from None
+            except pymysql.err.MySQLError as exc:
+                code = _error_code(exc)
+                if isinstance(exc, pymysql.err.OperationalError | pymysql.err.InterfaceError) and (
+                    code is None or code >= 2000  # client-side: connection lost or never made
+                ):
+                    self._drop()
+                text = _scrub(_error_text(exc), self._password)
+                raise MySQLError(f"{self.describe()}: {what}: {text}", code) from None
+            except OSError as exc:
+                self._drop()
+                raise MySQLError(f"{self.describe()}: {what}: {exc}") from None
+
+    async def _one(
+        self, what: str, sql: str, timeout_s: float | None, params: Sequence[Any] | None = None
+    ) -> Any:
+        rows = (await self._run(what, [(sql, params)], timeout_s))[0]
+        if not rows:
+            raise MySQLError(f"{self.describe()}: {what}: empty reply")
+        return next(iter(rows[0].values()))
+
+    # --- facts ----------------------------------------------------------------------------
+
+    async def dialect(self, timeout_s: float | None = None) -> Dialect:
+        """The server's flavour and version (read once per connection)."""
+        if self._dialect is None or self._conn is None:
+            await self._run("detect version", [], timeout_s)
+        assert self._dialect is not None
+        return self._dialect
+
+    async def server_id(self, timeout_s: float | None = None) -> int:
+        return int(await self._one("read server_id", "SELECT @@GLOBAL.server_id", timeout_s))
+
+    async def _status_row(self, timeout_s: float | None) -> Mapping[str, Any] | None:
+        d = await self.dialect(timeout_s)
+        rows = (await self._run("read replica status", [(d.replica_status_sql, None)], timeout_s))[
+            0
+        ]
+        return pick_default_row(rows)
+
+    async def replica_status(self, timeout_s: float | None = None) -> ReplicaStatus:
+        row = await self._status_row(timeout_s)
+        try:
+            return parse_replica_status(row)
+        except DialectError as exc:
+            raise MySQLError(f"{self.describe()}: {exc}") from None
+
+    async def read_only(self, timeout_s: float | None = None) -> bool:
+        d = await self.dialect(timeout_s)
+        value = await self._one("read read_only", d.read_only_sql, timeout_s)
+        try:
+            return parse_bool_variable(value, "read_only")
+        except DialectError as exc:
+            raise MySQLError(f"{self.describe()}: {exc}") from None
+
+    async def set_read_only(self, on: bool, timeout_s: float | None = None) -> None:
+        """Turn read-only on (the strongest form the server has) or off. Idempotent.
+
+        On MariaDB < 12 this does not stop users holding READ_ONLY ADMIN (ALL PRIVILEGES
+        includes it): see `Dialect.read_only_blocks_admins`.
+        """
+        d = await self.dialect(timeout_s)
+        what = f"set read_only {'on' if on else 'off'}"
+        await self._run(what, [(s, None) for s in d.set_read_only_sql(on)], timeout_s)
+
+    async def binlog_coordinates(self, timeout_s: float | None = None) -> BinlogCoordinates:
+        """This server's own binary log end: file/position and its GTID position."""
+        d = await self.dialect(timeout_s)
+        status, gtid = await self._run(
+            "read binlog position",
+            [(d.binlog_status_sql, None), (d.gtid_executed_sql, None)],
+            timeout_s,
+        )
+        gtid_value = next(iter(gtid[0].values())) if gtid else ""
+        try:
+            return parse_binlog_status(
+                status[0] if status else None, "".join(str(gtid_value or "").split())
+            )
+        except DialectError as exc:
+            raise MySQLError(f"{self.describe()}: {exc}") from None
+
+    # --- catching up ----------------------------------------------------------------------
+
+    async def wait_caught_up(self, timeout_s: float) -> tuple[bool, str]:
+        """Wait, at most `timeout_s`, until the SQL thread applied everything the IO thread read.
+
+        The target is the read position seen at the start: when the primary is gone it no
+        longer moves, and when it is alive there is always more to read. Returns (caught_up,
+        detail); on a miss the detail says how much was left. Never raises on a timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+
+        def remaining() -> float:
+            return max(0.001, deadline - loop.time())
+
+        try:
+            first = await self.replica_status(remaining())
+        except MySQLTimeout:
+            return False, f"no replica status within {timeout_s:g} s"
+        if not first.configured:
+            return True, "replication is not configured: nothing to apply"
+        target = first.read_position
+        assert target is not None
+        status = first
+        while True:
+            if _applied_up_to(status, target):
+                return True, f"applied up to {_pos(status.exec_position)}"
+            if status.sql_running != "Yes":
+                return False, (
+                    f"SQL thread not running (errno {status.last_sql_errno}: "
+                    f"{status.last_sql_error or 'no error'}); {_left(status, target)}"
+                )
+            if loop.time() + _POLL_S >= deadline:
+                return False, f"not caught up after {timeout_s:g} s; {_left(status, target)}"
+            await asyncio.sleep(_POLL_S)
+            try:
+                status = await self.replica_status(remaining())
+            except MySQLTimeout:
+                return False, f"not caught up after {timeout_s:g} s; {_left(status, target)}"
+            if not status.configured:
+                return False, "replication was removed while waiting"
+
+    # --- changing roles -------------------------------------------------------------------
+
+    async def stop_and_reset_replica(self, timeout_s: float | None = None) -> None:
+        """Stop replication and forget the source entirely. Harmless when not a replica."""
+        d = await self.dialect(timeout_s)
+        await self._run(
+            "stop and reset replica",
+            [(d.stop_replica_sql, None), (d.reset_replica_all_sql, None)],
+            timeout_s,
+        )
+
+    async def promote(self, timeout_s: float | None = None) -> BinlogCoordinates:
+        """Stop and reset replication, turn read_only off, return this server's coordinates.
+
+        Idempotent: on a server that is already a primary it only re-asserts read_only off.
+        """
+        t = self._timeout_s if timeout_s is None else timeout_s
+        async with asyncio.timeout(t):
+            await self.stop_and_reset_replica()
+            await self.set_read_only(False)
+            return await self.binlog_coordinates()
+
+    async def change_source(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        *,
+        heartbeat_period_s: float,
+        coordinates: BinlogCoordinates | None = None,
+        gtid: str | None = None,
+        use_gtid: bool = False,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Point this server at a (new) source; replication is left stopped (see start_replica).
+
+        Start from `coordinates` (file/position), or by GTID: `use_gtid=True` continues from the
+        server's own replica position; on MariaDB `gtid` first sets gtid_slave_pos to it.
+        """
+        d = await self.dialect(timeout_s)
+        if gtid is not None:
+            if not d.is_mariadb:
+                raise ValueError("setting a start GTID is only supported on MariaDB")
+            use_gtid = True
+        statements: list[tuple[str, Sequence[Any] | None]] = [(d.stop_replica_sql, None)]
+        if use_gtid and d.gtid_enabled_sql is not None:
+            on = await self._one("read gtid_mode", d.gtid_enabled_sql, timeout_s)
+            if not on:
+                raise MySQLError(f"{self.describe()}: change source by GTID: gtid_mode is not ON")
+        if gtid is not None:
+            statements.append(("SET GLOBAL gtid_slave_pos = %s", (gtid,)))
+        sql, params = d.change_source_sql(
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            heartbeat_period_s=heartbeat_period_s,
+            coordinates=coordinates,
+            use_gtid=use_gtid,
+        )
+        statements.append((sql, params))
+        await self._run(f"change source to {host}:{port}", statements, timeout_s)
+        self._contact = None  # counters restart with the new source
+
+    async def start_replica(self, timeout_s: float | None = None) -> None:
+        d = await self.dialect(timeout_s)
+        await self._run("start replica", [(d.start_replica_sql, None)], timeout_s)
+
+    async def set_heartbeat(self, period_s: float, timeout_s: float | None = None) -> None:
+        """Set the replication heartbeat period. Replication is briefly stopped if running."""
+        d = await self.dialect(timeout_s)
+        status = await self.replica_status(timeout_s)
+        if not status.configured:
+            raise MySQLError(f"{self.describe()}: set heartbeat: replication is not configured")
+        if (
+            status.heartbeat_period_s is not None
+            and abs(status.heartbeat_period_s - period_s) < 0.0005
+        ):
+            return
+        running = status.io_running in ("Yes", "Connecting") or status.sql_running == "Yes"
+        statements: list[tuple[str, Sequence[Any] | None]] = [
+            (d.stop_replica_sql, None),
+            (d.set_heartbeat_sql(period_s), None),
+        ]
+        if running:
+            statements.append((d.start_replica_sql, None))
+        await self._run("set heartbeat", statements, timeout_s)
+
+    # --- the replica's view of its primary ------------------------------------------------
+
+    async def _heartbeats(
+        self, d: Dialect, row: Mapping[str, Any] | None, timeout_s: float | None
+    ) -> int | None:
+        if d.is_mariadb:
+            return received_heartbeats(row)
+        try:
+            value = await self._one(
+                "read heartbeat counter",
+                "SELECT COUNT_RECEIVED_HEARTBEATS"
+                " FROM performance_schema.replication_connection_status WHERE CHANNEL_NAME = ''",
+                timeout_s,
+            )
+        except MySQLError:
+            return None  # performance_schema off: read positions alone still show events
+        return int(value) if value is not None else None
+
+    async def observe_replica(self, now: float, timeout_s: float | None = None) -> ReplicaView:
+        """The replica's own view of its primary, for one tick; never raises.
+
+        `now` is the tick's clock reading: "heard from the primary" is measured on it.
+        """
+        start = time.monotonic()
+        target = self.describe()
+        try:
+            t = self._timeout_s if timeout_s is None else timeout_s
+            async with asyncio.timeout(t):
+                d = await self.dialect()
+                row = await self._status_row(None)
+                status = parse_replica_status(row)
+                beats = await self._heartbeats(d, row, None) if status.configured else None
+        except TimeoutError:
+            self._drop()
+            probe = ProbeResult("replica", target, ProbeStatus.TIMEOUT, time.monotonic() - start)
+            return ReplicaView(probe)
+        except (MySQLError, DialectError) as exc:
+            code = exc.code if isinstance(exc, MySQLError) else None
+            status_ = ProbeStatus.TIMEOUT if isinstance(exc, MySQLTimeout) else ProbeStatus.FAILED
+            probe = ProbeResult(
+                "replica", target, status_, time.monotonic() - start, str(exc), code
+            )
+            return ReplicaView(probe)
+        probe = ProbeResult("replica", target, ProbeStatus.OK, time.monotonic() - start)
+        if not status.configured:
+            self._contact = None
+            return ReplicaView(probe, status, None)
+        rp = status.read_position
+        sample = ContactSample(
+            now, beats, rp.file if rp else "", rp.position if rp else 0, status.io_running
+        )
+        self._contact = update_contact(self._contact, sample)
+        return ReplicaView(probe, status, seconds_since_heard(self._contact, now))
+
+    async def heard_from_primary_s_ago(
+        self, now: float, timeout_s: float | None = None
+    ) -> float | None:
+        """Seconds since the replica last received an event or heartbeat; None while unknown.
+
+        Needs two calls (two samples) before it knows anything; see `dialect.update_contact`.
+        """
+        return (await self.observe_replica(now, timeout_s)).heard_from_primary_s_ago
+
+
+def _binlog_key(file: str) -> tuple[str, int]:
+    # Binary log names are BASENAME.NNNNNN; order by the number, not the string.
+    base, _, num = file.rpartition(".")
+    return (base, int(num)) if num.isdigit() else (file, -1)
+
+
+def _applied_up_to(status: ReplicaStatus, target: BinlogCoordinates) -> bool:
+    e = status.exec_position
+    if e is None:
+        return False
+    return (_binlog_key(e.file), e.position) >= (_binlog_key(target.file), target.position)
+
+
+def _pos(c: BinlogCoordinates | None) -> str:
+    return "unknown" if c is None else f"{c.file}:{c.position}"
+
+
+def _left(status: ReplicaStatus, target: BinlogCoordinates) -> str:
+    e = status.exec_position
+    parts = [f"applied {_pos(e)} of {_pos(target)} read"]
+    if e is not None and e.file == target.file:
+        parts.append(f"{target.position - e.position} bytes left")
+    if status.gtid_io_pos or status.gtid_slave_pos:
+        parts.append(
+            f"GTID read {status.gtid_io_pos or '-'} applied {status.gtid_slave_pos or '-'}"
+        )
+    return ", ".join(parts)

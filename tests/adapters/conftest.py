@@ -1,0 +1,41 @@
+"""Fixtures for the adapter contract tests (real MariaDB, real sshd, real subprocesses)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from tests.adapters.sandbox import MariaDBPair, mariadb_pair
+from tests.conftest import require_root_and_binaries
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[MariaDBPair]:
+    """A primary and its replica on loopback, for the tests of one module."""
+    require_root_and_binaries("mariadbd", "mariadb-install-db")
+    with mariadb_pair() as pair:
+        yield pair
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A TCP port whose listener completes handshakes but never says a word (a frozen host)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(8)
+    try:
+        yield int(s.getsockname()[1])
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening on it."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = int(s.getsockname()[1])
+    s.close()
+    return port

@@ -1,0 +1,199 @@
+"""Throw-away servers for the adapter contract tests: MariaDB primary + replica, and sshd.
+
+Everything listens on 127.0.0.1 only, on free high ports, with its files in one temp dir that is
+removed afterwards. Processes are started here and ended here by their PID, never by name.
+mariadbd refuses to run as root, so the datadirs belong to the `mysql` user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+
+ADMIN_USER, ADMIN_PASSWORD = "monha", "adm'in pw$(x)"  # quoting-hostile on purpose
+REPL_USER, REPL_PASSWORD = "repl", "repl-pw"
+APP_USER, APP_PASSWORD = "app", "app-pw"
+APP_DB = "labdb"
+HEARTBEAT_S = 0.5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop_pid(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@dataclass
+class MariaDB:
+    name: str
+    port: int
+    datadir: Path
+    socket: Path
+    server_id: int
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    def sql(
+        self, statement: str, *, user: str = "root", password: str = ""
+    ) -> list[tuple[object, ...]]:
+        """Run one statement as root over the socket (unix_socket auth) and return its rows."""
+        kw: dict[str, object] = {
+            "unix_socket": str(self.socket),
+            "user": user,
+            "password": password,
+        }
+        conn = pymysql.connect(autocommit=True, connect_timeout=5, **kw)  # type: ignore[arg-type]
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+class MariaDBPair:
+    """A primary and a replica of it (GTID slave_pos, heartbeat HEARTBEAT_S, retry 1 s)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="monha-adapters-db-"))
+        mysql = pwd.getpwnam("mysql")
+        os.chmod(self.root, 0o755)
+        os.chown(self.root, mysql.pw_uid, mysql.pw_gid)
+        self.primary = MariaDB("primary", free_port(), self.root / "p", self.root / "p.sock", 1)
+        self.replica = MariaDB("replica", free_port(), self.root / "r", self.root / "r.sock", 2)
+
+    def start(self) -> None:
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                "--user=mysql",
+                f"--datadir={self.primary.datadir}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        # Both start from the same empty datadir; the primary's binary log starts after it,
+        # so the replica can replicate from the very beginning by GTID.
+        shutil.copytree(self.primary.datadir, self.replica.datadir, symlinks=True)
+        mysql = pwd.getpwnam("mysql")
+        for dirpath, _, files in os.walk(self.replica.datadir):
+            os.chown(dirpath, mysql.pw_uid, mysql.pw_gid)
+            for f in files:
+                os.chown(os.path.join(dirpath, f), mysql.pw_uid, mysql.pw_gid)
+        for db in (self.primary, self.replica):
+            self._spawn(db)
+        for db in (self.primary, self.replica):
+            self._wait_ready(db)
+        p = self.primary
+        for statement in (
+            f"CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {_lit(ADMIN_PASSWORD)}",
+            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%'",
+            f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+            f"CREATE DATABASE {APP_DB}",
+            f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
+            f"GRANT SELECT, INSERT, CREATE ON {APP_DB}.* TO '{APP_USER}'@'%'",
+        ):
+            p.sql(statement)
+        r = self.replica
+        r.sql("SET GLOBAL read_only = ON")
+        r.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={p.port}, "
+            f"MASTER_USER='{REPL_USER}', MASTER_PASSWORD='{REPL_PASSWORD}', "
+            f"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
+            f"MASTER_HEARTBEAT_PERIOD={HEARTBEAT_S}"
+        )
+        r.sql("START SLAVE")
+        self.wait_replicated()
+
+    def wait_replicated(self, timeout_s: float = 20.0) -> None:
+        """Until the replica applied everything the primary has in its binary log."""
+        target = str(self.primary.sql("SELECT @@gtid_binlog_pos")[0][0])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if str(self.replica.sql("SELECT @@gtid_slave_pos")[0][0]) == target:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"replica did not reach {target}")
+
+    def _spawn(self, db: MariaDB) -> None:
+        db.log = self.root / f"{db.name}.err"
+        argv = [
+            "mariadbd",
+            "--no-defaults",
+            "--user=mysql",
+            f"--datadir={db.datadir}",
+            f"--socket={db.socket}",
+            f"--pid-file={self.root / (db.name + '.pid')}",
+            f"--port={db.port}",
+            "--bind-address=127.0.0.1",
+            f"--server-id={db.server_id}",
+            f"--log-bin={db.datadir / 'bin'}",
+            "--log-slave-updates",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=8M",
+            f"--log-error={db.log}",
+        ]
+        db.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    def _wait_ready(self, db: MariaDB, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert db.proc is not None
+            if db.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd {db.name} exited: {db.log.read_text()[-2000:]}")
+            with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                db.sql("SELECT 1")
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"mariadbd {db.name} not ready in {timeout_s} s")
+
+    def stop(self) -> None:
+        for db in (self.replica, self.primary):
+            if db.proc is not None:
+                _stop_pid(db.proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@contextlib.contextmanager
+def mariadb_pair() -> Iterator[MariaDBPair]:
+    pair = MariaDBPair()
+    try:
+        pair.start()
+        yield pair
+    finally:
+        pair.stop()

@@ -1,0 +1,314 @@
+"""Contract tests of monha.mysql against a real MariaDB primary and replica on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pymysql
+import pytest
+
+from monha.dialect import Flavor
+from monha.model import ProbeStatus
+from monha.mysql import MySQLError, Server, probe_alive
+from tests.adapters.sandbox import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    APP_DB,
+    APP_PASSWORD,
+    APP_USER,
+    HEARTBEAT_S,
+    REPL_PASSWORD,
+    REPL_USER,
+    MariaDBPair,
+)
+
+pytestmark = [pytest.mark.adapter, pytest.mark.timeout(120)]
+
+
+def _server(db_port: int, **kw: object) -> Server:
+    return Server(host="127.0.0.1", port=db_port, user=ADMIN_USER, password=ADMIN_PASSWORD, **kw)  # type: ignore[arg-type]
+
+
+async def _eventually(pred, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not await pred():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+# --- probe_alive ------------------------------------------------------------------------------
+
+
+async def test_probe_ok(mariadb: MariaDBPair) -> None:
+    r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
+    assert r.status is ProbeStatus.OK, r
+    assert r.answered and r.latency_s is not None and r.latency_s < 2
+
+
+async def test_probe_access_denied_is_alive(mariadb: MariaDBPair) -> None:
+    secret = "wrong-secret-Zq9"
+    r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, secret, 2.0)
+    assert r.status is ProbeStatus.ALIVE_ERROR, r
+    assert r.error_code == 1045 and r.answered
+    assert secret not in r.detail
+
+
+async def test_probe_nothing_listening_fails(closed_port: int) -> None:
+    r = await probe_alive("127.0.0.1", closed_port, "u", "p", 2.0)
+    assert r.status is ProbeStatus.FAILED, r
+    assert not r.answered and r.error_code == 2003
+
+
+async def test_probe_silent_listener_times_out(silent_listener: int) -> None:
+    start = time.monotonic()
+    r = await probe_alive("127.0.0.1", silent_listener, "u", "p", 0.5)
+    assert r.status is ProbeStatus.TIMEOUT, r
+    assert time.monotonic() - start < 1.5
+
+
+async def test_probe_over_unix_socket(mariadb: MariaDBPair) -> None:
+    r = await probe_alive("", 0, "root", "", 2.0, unix_socket=str(mariadb.primary.socket))
+    assert r.status is ProbeStatus.OK, r
+    assert r.target == str(mariadb.primary.socket)
+
+
+# --- Server -----------------------------------------------------------------------------------
+
+
+async def test_dialect_and_server_id(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.replica.port)
+    try:
+        d = await s.dialect()
+        assert d.flavor is Flavor.MARIADB and d.version >= (10, 0, 0)
+        assert await s.server_id() == 2
+        assert "password" not in repr(s) and ADMIN_PASSWORD not in repr(s)
+    finally:
+        await s.close()
+
+
+async def test_unix_socket_server(mariadb: MariaDBPair) -> None:
+    s = Server(unix_socket=str(mariadb.primary.socket), user="root", password="")
+    try:
+        assert await s.server_id() == 1
+        assert s.describe() == str(mariadb.primary.socket)
+    finally:
+        await s.close()
+
+
+async def test_wrong_password_error_hides_it(mariadb: MariaDBPair) -> None:
+    secret = "nope-Secret-77"
+    s = Server(host="127.0.0.1", port=mariadb.primary.port, user=ADMIN_USER, password=secret)
+    with pytest.raises(MySQLError) as err:
+        await s.read_only()
+    assert err.value.code == 1045
+    assert secret not in str(err.value)
+
+
+async def test_silent_server_times_out(silent_listener: int) -> None:
+    s = Server(host="127.0.0.1", port=silent_listener, user="u", password="p", timeout_s=0.4)
+    with pytest.raises(MySQLError, match="no answer"):
+        await s.read_only()
+
+
+async def test_replica_status_on_real_servers(mariadb: MariaDBPair) -> None:
+    r, p = _server(mariadb.replica.port), _server(mariadb.primary.port)
+    try:
+        st = await r.replica_status()
+        assert st.configured and st.io_ok and st.sql_running == "Yes"
+        assert (st.source_host, st.source_port) == ("127.0.0.1", mariadb.primary.port)
+        assert st.heartbeat_period_s == pytest.approx(HEARTBEAT_S)
+        assert st.gtid_io_pos and st.read_position is not None
+        assert not (await p.replica_status()).configured
+    finally:
+        await r.close()
+        await p.close()
+
+
+async def test_read_only(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.primary.port)
+    try:
+        assert await s.read_only() is False
+        await s.set_read_only(True)
+        await s.set_read_only(True)  # idempotent
+        assert await s.read_only() is True
+        # An application user is refused (1290) while read_only is on.
+        with pytest.raises(pymysql.err.MySQLError) as err:
+            mariadb.primary.sql(
+                f"CREATE TABLE {APP_DB}.ro_probe (id INT)", user=APP_USER, password=APP_PASSWORD
+            )
+        assert err.value.args[0] == 1290
+        await s.set_read_only(False)
+        assert await s.read_only() is False
+    finally:
+        await s.close()
+
+
+async def test_binlog_coordinates(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.primary.port)
+    try:
+        c = await s.binlog_coordinates()
+        assert c.file.startswith("bin.") and c.position > 4
+        assert c.gtid == str(mariadb.primary.sql("SELECT @@gtid_binlog_pos")[0][0])
+    finally:
+        await s.close()
+
+
+async def test_wait_caught_up_and_what_is_left(mariadb: MariaDBPair) -> None:
+    p, r = mariadb.primary, mariadb.replica
+    p.sql(f"CREATE TABLE IF NOT EXISTS {APP_DB}.catchup (id INT PRIMARY KEY)")
+    mariadb.wait_replicated()
+    s = _server(r.port)
+    try:
+        ok, detail = await s.wait_caught_up(5.0)
+        assert ok, detail
+        # The SQL thread stops: what the IO thread reads is left unapplied.
+        r.sql("STOP SLAVE SQL_THREAD")
+        for i in range(20):
+            p.sql(f"INSERT INTO {APP_DB}.catchup VALUES ({i})")
+
+        async def read_all() -> bool:
+            st = await s.replica_status()
+            return st.gtid_io_pos == str(p.sql("SELECT @@gtid_binlog_pos")[0][0])
+
+        await _eventually(read_all)
+        start = time.monotonic()
+        ok, detail = await s.wait_caught_up(0.5)
+        assert not ok
+        assert "SQL thread not running" in detail and "bytes left" in detail, detail
+        assert time.monotonic() - start < 1.5
+        # Running again, it applies what it had and reports success within the bound.
+        r.sql("START SLAVE SQL_THREAD")
+        ok, detail = await s.wait_caught_up(10.0)
+        assert ok, detail
+        assert r.sql(f"SELECT COUNT(*) FROM {APP_DB}.catchup")[0][0] == 20
+    finally:
+        await s.close()
+
+
+async def test_heard_from_primary(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.replica.port)
+    r = mariadb.replica
+    try:
+        t0 = time.time()
+        assert await s.heard_from_primary_s_ago(t0) is None  # one sample: unknown yet
+        await asyncio.sleep(HEARTBEAT_S * 2.5)
+        t1 = time.time()
+        heard = await s.heard_from_primary_s_ago(t1)
+        assert heard is not None and heard < 0.1  # a heartbeat arrived between the samples
+        # The IO thread stops: nothing more is heard; the silence grows with the caller's clock.
+        r.sql("STOP SLAVE IO_THREAD")
+        await asyncio.sleep(HEARTBEAT_S * 2)
+        await s.heard_from_primary_s_ago(time.time())
+        await asyncio.sleep(HEARTBEAT_S * 2)
+        t3 = time.time()
+        view = await s.observe_replica(t3)
+        assert view.probe.status is ProbeStatus.OK
+        assert view.status is not None and view.status.io_running == "No"
+        assert view.heard_from_primary_s_ago is not None
+        assert view.heard_from_primary_s_ago >= HEARTBEAT_S * 2
+    finally:
+        r.sql("START SLAVE IO_THREAD")
+        await s.close()
+
+
+async def test_observe_replica_of_dead_server_reports_failure(closed_port: int) -> None:
+    s = Server(host="127.0.0.1", port=closed_port, user="u", password="p", timeout_s=1)
+    view = await s.observe_replica(time.time())
+    assert view.probe.status is ProbeStatus.FAILED and view.status is None
+    assert view.heard_from_primary_s_ago is None
+
+
+async def test_set_heartbeat(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.replica.port)
+    try:
+        await s.set_heartbeat(0.75)
+        st = await s.replica_status()
+        assert st.heartbeat_period_s == pytest.approx(0.75)
+        await _eventually(lambda: _io_yes(s))
+        await s.set_heartbeat(HEARTBEAT_S)
+        assert (await s.replica_status()).heartbeat_period_s == pytest.approx(HEARTBEAT_S)
+        with pytest.raises(MySQLError, match="not configured"):
+            await _server(mariadb.primary.port).set_heartbeat(1.0)
+    finally:
+        await s.close()
+
+
+async def _io_yes(s: Server) -> bool:
+    return (await s.replica_status()).io_ok
+
+
+async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
+    p, r = mariadb.primary, mariadb.replica
+    s = _server(r.port)
+    primary = _server(p.port)
+    try:
+        assert await s.read_only() is True
+        c1 = await s.promote()
+        assert not (await s.replica_status()).configured
+        assert await s.read_only() is False
+        c2 = await s.promote()  # harmless the second time
+        assert c2 == c1 and c1.file and c1.gtid
+        # Back to a replica, by GTID (its own replica position continues).
+        await s.set_read_only(True)
+        await s.change_source(
+            "127.0.0.1",
+            p.port,
+            REPL_USER,
+            REPL_PASSWORD,
+            heartbeat_period_s=HEARTBEAT_S,
+            use_gtid=True,
+        )
+        st = await s.replica_status()
+        assert st.configured and st.io_running == "No"  # change_source leaves it stopped
+        await s.start_replica()
+        await _eventually(lambda: _io_yes(s))
+        p.sql(f"CREATE TABLE {APP_DB}.after_promote (id INT)")
+        mariadb.wait_replicated()
+        assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'after_promote'")
+        # And by file/position: start exactly at the primary's current end.
+        coords = await primary.binlog_coordinates()
+        await s.change_source(
+            "127.0.0.1",
+            p.port,
+            REPL_USER,
+            REPL_PASSWORD,
+            heartbeat_period_s=HEARTBEAT_S,
+            coordinates=coords,
+        )
+        await s.start_replica()
+        await _eventually(lambda: _io_yes(s))
+        p.sql(f"CREATE TABLE {APP_DB}.after_position (id INT)")
+
+        async def has_table() -> bool:
+            return bool(r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'after_position'"))
+
+        await _eventually(has_table)
+        st = await s.replica_status()
+        assert st.read_position is not None and st.read_position.file == coords.file
+        # Leave it replicating by GTID, as the fixture made it.
+        await s.change_source(
+            "127.0.0.1",
+            p.port,
+            REPL_USER,
+            REPL_PASSWORD,
+            heartbeat_period_s=HEARTBEAT_S,
+            use_gtid=True,
+        )
+        await s.start_replica()
+        await _eventually(lambda: _io_yes(s))
+    finally:
+        await s.close()
+        await primary.close()
+
+
+async def test_interrupted_statement_drops_the_connection(mariadb: MariaDBPair) -> None:
+    """A timeout mid-operation must not leave a half-read connection to be reused."""
+    s = _server(mariadb.primary.port)
+    try:
+        await s.server_id()
+        with pytest.raises(MySQLError, match="no answer"):
+            await s._one("sleep", "SELECT SLEEP(2)", 0.2)
+        assert await s.server_id() == 1  # a fresh connection, not the interrupted one
+    finally:
+        await s.close()
