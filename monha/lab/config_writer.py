@@ -1,0 +1,152 @@
+"""The monha configuration the lab installs: one file, identical on both nodes.
+
+Same schema as config.example.toml, with the lab's values: init scripts under
+/opt/monha-lab/init.d, the local MariaDB at /run/mysqld/mysqld.sock (each node's socket dir is
+mounted there inside the node), the witness on the lan bridge, hot-standby URLs through the VIP.
+This module only renders text and writes files; it never validates against monha.config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from monha.lab.names import (
+    ADDRESSES,
+    IN_NODE_ETC,
+    IN_NODE_INIT_D,
+    IN_NODE_SOCKET,
+    METRICS_PORT,
+    MYSQL_PORT,
+    NODE_IFACE,
+    NODES,
+    SUBNET_PREFIXLEN,
+    USERS,
+    VIP,
+    VIP_LABEL,
+    WS_PORT,
+    LabPaths,
+)
+
+
+def _argv(*items: str) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def render(paths: LabPaths) -> str:
+    init = IN_NODE_INIT_D
+    nodes = "\n".join(
+        f"""[[nodes]]
+name = "{node}"
+address = "{ADDRESSES[node]}"
+mysql_port = {MYSQL_PORT}
+ssh_user = "root"
+ssh_port = 22
+interface = "{NODE_IFACE}"
+"""
+        for node in NODES
+    )
+    return f"""\
+# monha configuration written by `monha-lab up` (lab prefix {paths.prefix!r}).
+# Identical on both nodes: node-private paths (/run, /etc/monha, /var/lib/monha) are mounted
+# per node inside the lab's mount namespaces.
+
+[cluster]
+name = "monha-lab-{paths.prefix}"
+
+{nodes}
+[ssh]
+key_file = "{IN_NODE_ETC}/ssh/id_ed25519"
+known_hosts = "{IN_NODE_ETC}/ssh/known_hosts"
+connect_timeout_s = 3.0
+
+[vip]
+address = "{VIP}"
+prefix = {SUBNET_PREFIXLEN}
+label = "{VIP_LABEL}"
+arp_count = 1
+
+[mysql]
+monitor_user = "mha"
+monitor_password_file = "{IN_NODE_ETC}/mysql-monitor.password"
+replication_user = "repl"
+replication_password_file = "{IN_NODE_ETC}/mysql-repl.password"
+local_socket = "{IN_NODE_SOCKET}"
+connect_timeout_s = 1.0
+heartbeat_period_s = 1.0
+
+[probe]
+interval_s = 1.0
+mysql_timeout_s = 1.0
+icmp_timeout_s = 1.0
+ssh_timeout_s = 2.0
+failures_before_failover = 3
+replica_silence_s = 3.0
+
+[[witness]]
+name = "lan-witness"
+address = "{ADDRESSES["lan"]}"
+
+[failover]
+flag_file = "/var/lib/monha/failover.flag"
+journal_file = "/var/lib/monha/journal.json"
+catchup_timeout_s = 30.0
+fence_timeout_s = 10.0
+promote_timeout_s = 10.0
+vip_timeout_s = 5.0
+
+[[services.cold_standby]]
+name = "zabbix-server"
+start = {_argv(f"{init}/zabbix-server", "start")}
+stop = {_argv(f"{init}/zabbix-server", "stop")}
+status = {_argv(f"{init}/zabbix-server", "status")}
+timeout_s = 30.0
+
+[[services.hot_standby]]
+name = "apache"
+url = "http://{VIP}/"
+expect_status = 200
+timeout_s = 3.0
+
+[[services.hot_standby]]
+name = "getperf-ws"
+url = "http://{VIP}:{WS_PORT}/axis2/"
+expect_status = 200
+timeout_s = 3.0
+
+[[services.agents]]
+name = "getperf-agent"
+restart = {_argv(f"{init}/getperf-agent", "restart")}
+run_on = "new_primary"
+timeout_s = 30.0
+
+[metrics]
+listen_address = "0.0.0.0"
+listen_port = {METRICS_PORT}
+
+[control]
+socket = "/run/monha/control.sock"
+
+[log]
+format = "auto"
+level = "info"
+"""
+
+
+def write(paths: LabPaths) -> None:
+    """Install the config and the password files (0600) in both nodes; copy it for the host."""
+    text = render(paths)
+    for node in NODES:
+        d = paths.node(node)
+        for sub in (d.etc_monha, d.var_lib_monha, d.var_log_monha, d.run / "monha"):
+            sub.mkdir(parents=True, exist_ok=True)
+        (d.etc_monha / "monha.toml").write_text(text)
+        for name, secret in (("mysql-monitor", USERS["mha"]), ("mysql-repl", USERS["repl"])):
+            _write_secret(d.etc_monha / f"{name}.password", secret)
+    paths.config_copy.write_text(text)
+
+
+def _write_secret(path: Path, secret: str) -> None:
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(secret)
