@@ -498,12 +498,19 @@ def load_config(path: Path | str) -> Config:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+    return config_from_toml(text, str(path))
+
+
+def config_from_toml(text: str, source: str = "<config>") -> Config:
+    """Parse and validate TOML text. Raises ConfigError only."""
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # The message ends "(at line L, column C)".
-        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+        raise ConfigError([f"{source}: TOML syntax error: {exc}"]) from None
     return parse_config(data)
 
 

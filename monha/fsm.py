@@ -1,0 +1,386 @@
+"""The monitor's state machine: classify a tick's observation, look the transition up, decide.
+
+Job: `decide(state, observation, policy) -> Decision` — the next `MonitorState`, a plan (empty
+unless a failover starts or resumes), a bounded reason code and a sentence naming the evidence.
+Transitions are the TABLE below, one row per (state, event) pair, including the "stay, because"
+rows, so a test can walk every pair and docs/state-machine.md can be rendered from it.
+
+Must not: do I/O, read the clock, sleep, retry or log (import-linter forbids asyncio, os, time,
+...). A retry is the next tick; the time of a tick is `Observation.at`, read by the shell.
+
+The failover rule (issue 3, issue 8). After the completion flag (it always blocks) and an
+unfinished journal (it is resumed), the primary's MySQL probe decides: OK or an alive-proving
+error resets everything. Otherwise, once it failed `failures_before_failover` times in a row,
+fail over only if ALL of:
+1. no configured witness that answered still sees the primary's MySQL (else: a partition between
+   the nodes, hold, naming the witness);
+2. at least one witness answered this node (else this node may be the isolated one: hold), unless
+   `witness_silent = "fence"`, where the failover runs only through a fence command that must
+   succeed before anything is promoted;
+3. this node's own MySQL answered and is a replica (else we cannot see the evidence, nor promote);
+4. with witnesses: the replica lost the primary (IO thread not running, or silent for longer than
+   `replica_silence_s`) OR the primary's host is down (ICMP and SSH failed);
+   without witnesses (no third vantage point; a safe rule of our own): the replica lost the
+   primary AND either its host does not answer ICMP or SSH reaches it, so that fencing over SSH
+   (which stops the plan if the VIP cannot be removed) keeps two primaries from serving clients.
+   A primary that answers ICMP but not SSH (hung) is not failed over without a witness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from monha.config import Config
+from monha.model import (
+    Decision,
+    Event,
+    MonitorState,
+    Observation,
+    PlanKind,
+    ProbeResult,
+    ProbeStatus,
+    ReasonCode,
+    State,
+    Step,
+)
+from monha.plan import PlanInputs, build_failover_plan
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The decision's knobs and what a plan needs, as plain values (see `from_config`)."""
+
+    plan: PlanInputs
+    failures_before_failover: int = 3
+    replica_silence_s: float = 3.0
+    witnesses: tuple[str, ...] = ()  # configured witness names; their results are obs.witnesses
+    witness_silent: Literal["hold", "fence"] = "hold"
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> Policy:
+        return cls(
+            plan=PlanInputs.from_config(cfg),
+            failures_before_failover=cfg.probe.failures_before_failover,
+            replica_silence_s=cfg.probe.replica_silence_s,
+            witnesses=tuple(w.name for w in cfg.witness),
+            witness_silent=cfg.failover.witness_silent,
+        )
+
+
+# --- The transition table. -------------------------------------------------------------------
+
+H, S, F, D = State.HEALTHY, State.SUSPECT, State.FAILING_OVER, State.DONE_FLAGGED
+E, R, P = Event, ReasonCode, PlanKind
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    source: State
+    event: Event
+    target: State
+    plan: PlanKind
+    code: ReasonCode
+    comment: str  # the second half of the reason sentence: what we do, and why
+
+
+_FLAG = "it blocks automatic failover until an operator clears it"
+_HOLDS = (
+    (E.HOLD_ISOLATED, R.HOLD_ISOLATED, "holding: this node may be the isolated one"),
+    (E.HOLD_PARTITION, R.HOLD_PARTITION, "holding: a partition between the nodes is not a death"),
+    (E.HOLD_REPLICA_CONNECTED, R.HOLD_REPLICA_CONNECTED, "holding: the primary is not lost"),
+    (E.HOLD_EVIDENCE_MISSING, R.HOLD_EVIDENCE_MISSING, "holding: no promotion without it"),
+)
+_IN_PROGRESS = (
+    "stay, because a failover plan is running or stopped unfinished: never a second plan; "
+    "a restarted daemon resumes it from the journal"
+)
+_CLEARED = "stay no longer: the completion flag was cleared, monitoring starts again from healthy"
+
+
+def _watching(source: State) -> list[Row]:
+    """Rows shared by healthy and suspect: the states that watch the primary."""
+    return [
+        Row(source, E.FLAG_PRESENT, D, P.NONE, R.FLAG_BLOCKS, _FLAG),
+        Row(
+            source,
+            E.FAILOVER_UNFINISHED,
+            F,
+            P.RESUME,
+            R.FAILOVER_RESUMED,
+            "resuming it: the executor skips the steps the journal records as done",
+        ),
+        Row(
+            source,
+            E.PRIMARY_OK,
+            H,
+            P.NONE,
+            R.PRIMARY_OK if source is H else R.PRIMARY_RECOVERED,
+            "all is well" if source is H else "the primary recovered",
+        ),
+        Row(source, E.PRIMARY_ALIVE_ERROR, H, P.NONE, R.PRIMARY_ALIVE_ERROR, "no failover"),
+        Row(source, E.PRIMARY_FAILED, S, P.NONE, R.PRIMARY_FAILING, "suspect, not failing over"),
+        Row(source, E.PRIMARY_LOST, F, P.FAILOVER, R.FAILOVER_STARTED, "failing over"),
+        *(Row(source, ev, S, P.NONE, code, text) for ev, code, text in _HOLDS),
+    ]
+
+
+TABLE: tuple[Row, ...] = (
+    *_watching(H),
+    *_watching(S),
+    Row(F, E.FLAG_PRESENT, D, P.NONE, R.FAILOVER_DONE, "the failover is done and " + _FLAG),
+    *(
+        Row(F, ev, F, P.NONE, R.FAILOVER_IN_PROGRESS, _IN_PROGRESS)
+        for ev in Event
+        if ev is not E.FLAG_PRESENT
+    ),
+    Row(D, E.FLAG_PRESENT, D, P.NONE, R.FLAG_BLOCKS, "stay, because " + _FLAG),
+    Row(
+        D,
+        E.FAILOVER_UNFINISHED,
+        D,
+        P.NONE,
+        R.JOURNAL_AFTER_FLAG,
+        "stay, because a failover already finished in this flag cycle: an operator must look "
+        "at the journal before anything runs automatically",
+    ),
+    *(
+        Row(D, ev, H, P.NONE, R.FLAG_CLEARED, _CLEARED)
+        for ev in Event
+        if ev not in (E.FLAG_PRESENT, E.FAILOVER_UNFINISHED)
+    ),
+)
+
+_BY_PAIR: dict[tuple[State, Event], Row] = {(r.source, r.event): r for r in TABLE}
+
+
+def row_for(state: State, event: Event) -> Row:
+    return _BY_PAIR[(state, event)]
+
+
+# --- Classification. -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """An event with the evidence behind it. `host_down` and `fence_required` feed the plan."""
+
+    event: Event
+    evidence: str
+    failures: int
+    host_down: bool = False
+    fence_required: bool = False
+
+
+def _down(probe: ProbeResult) -> bool:
+    # SKIPPED is not evidence of anything; only a probe that ran and got no answer is.
+    return probe.status in (ProbeStatus.FAILED, ProbeStatus.TIMEOUT)
+
+
+def _said(probe: ProbeResult) -> str:
+    return f"{probe.status}: {probe.detail}" if probe.detail else str(probe.status)
+
+
+def failures_after(prior: int, obs: Observation) -> int:
+    """Consecutive failed MySQL probes of the primary, counting this tick's."""
+    if obs.primary_mysql.answered:
+        return 0
+    return prior + 1 if _down(obs.primary_mysql) else prior
+
+
+def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessment:
+    """The event this observation amounts to, with its evidence in words.
+
+    `prior_failures` is the count of consecutive failed MySQL probes before this tick (kept in
+    MonitorState); the threshold depends on it, the observation alone cannot say.
+    """
+    n = failures_after(prior_failures, obs)
+    primary, m = obs.primary, obs.primary_mysql
+
+    def event(ev: Event, text: str, **kw: bool) -> Assessment:
+        return Assessment(ev, text, n, **kw)
+
+    if obs.flag_present:
+        return event(E.FLAG_PRESENT, f"completion flag present ({policy.plan.flag_file or '?'})")
+    known = {name for name, _ in policy.plan.interfaces}
+    if obs.primary == obs.replica or not {obs.primary, obs.replica} <= known:
+        return event(
+            E.HOLD_EVIDENCE_MISSING,
+            f"the observation's roles (primary {primary}, replica {obs.replica}) are not the "
+            f"two configured nodes {', '.join(sorted(known))}",
+        )
+    if obs.journal_open:
+        return event(E.FAILOVER_UNFINISHED, "the journal shows a failover that did not finish")
+    if m.status is ProbeStatus.OK:
+        return event(E.PRIMARY_OK, f"{primary}'s MySQL answered")
+    if m.status is ProbeStatus.ALIVE_ERROR:
+        return event(
+            E.PRIMARY_ALIVE_ERROR,
+            f"{primary}'s MySQL refused us with error {m.error_code} ({m.detail or 'no detail'}), "
+            "which proves it is alive",
+        )
+    if not _down(m):
+        return event(E.HOLD_EVIDENCE_MISSING, f"{primary}'s MySQL was not probed this tick")
+    head = f"{primary}'s MySQL failed {n} consecutive probe(s) ({_said(m)})"
+    if n < policy.failures_before_failover:
+        return event(E.PRIMARY_FAILED, f"{head}, fewer than {policy.failures_before_failover}")
+
+    results = [w for w in obs.witnesses if w.target in policy.witnesses]
+    seeing = sorted(w.target for w in results if w.answered and w.sees_primary is True)
+    answering = sorted(w.target for w in results if w.answered)
+    fence_required = False
+    if seeing:
+        return event(
+            E.HOLD_PARTITION,
+            f"{head}, but witness {', '.join(seeing)} still reaches its MySQL: "
+            "a partition between the nodes",
+        )
+    if policy.witnesses and not answering:
+        silent = ", ".join(f"{w.target} ({_said(w)})" for w in results) or "no result"
+        if policy.witness_silent != "fence" or not policy.plan.fence_argv:
+            return event(E.HOLD_ISOLATED, f"{head}, but no witness answered this node: {silent}")
+        fence_required = True
+        answering = [f"none ({silent}); the fence command must succeed first"]
+
+    rv = obs.replica_view
+    status = rv.status
+    if rv.probe.status is not ProbeStatus.OK or status is None:
+        return event(
+            E.HOLD_EVIDENCE_MISSING,
+            f"{head}, but this node's own MySQL did not report its replica status "
+            f"({_said(rv.probe)}): cannot confirm the replica lost the primary",
+        )
+    if not status.configured:
+        return event(
+            E.HOLD_EVIDENCE_MISSING,
+            f"{head}, but this node's MySQL is not a replica: nothing to confirm or promote",
+        )
+
+    silent_s = rv.heard_from_primary_s_ago
+    lost_why = []
+    if not status.io_ok:
+        lost_why.append(f"IO thread {status.io_running or 'unknown'}")
+    if silent_s is not None and silent_s > policy.replica_silence_s:
+        lost_why.append(f"silent for {silent_s:g} s")
+    lost = bool(lost_why)
+    icmp_down, ssh_ok = _down(obs.primary_icmp), obs.primary_ssh.status is ProbeStatus.OK
+    host_down = icmp_down and _down(obs.primary_ssh)
+    replica = (
+        f"the replica lost it ({', '.join(lost_why)})" if lost else "the replica still hears it"
+    )
+    host = (
+        f"ICMP {_said(obs.primary_icmp)}, SSH {_said(obs.primary_ssh)}"
+        if not host_down
+        else "its host is down (ICMP and SSH failed)"
+    )
+    if policy.witnesses:
+        if not (lost or host_down):
+            return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} and {host}")
+        where = f"witness {', '.join(answering)} answered and none sees it"
+        return event(
+            E.PRIMARY_LOST,
+            f"{head}; {where}; {replica}; {host}",
+            host_down=host_down,
+            fence_required=fence_required,
+        )
+    if not lost:
+        return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} (no witness configured)")
+    if not (icmp_down or ssh_ok):
+        return event(
+            E.HOLD_EVIDENCE_MISSING,
+            f"{head} and {replica}, but with no witness configured its host must be down by ICMP "
+            f"or reachable by SSH for fencing ({host})",
+        )
+    return event(
+        E.PRIMARY_LOST,
+        f"{head}; {replica}; {host}; no witness configured",
+        host_down=host_down,
+    )
+
+
+def classify(obs: Observation, policy: Policy, prior_failures: int = 0) -> Event:
+    """The event one observation amounts to (see `assess` for the evidence)."""
+    return assess(obs, policy, prior_failures).event
+
+
+# --- Decision. -------------------------------------------------------------------------------
+
+
+def _plan(row: Row, a: Assessment, obs: Observation, policy: Policy) -> tuple[Step, ...]:
+    if row.plan is P.NONE:
+        return ()
+    ssh_ok = obs.primary_ssh.status is ProbeStatus.OK
+    if row.plan is P.RESUME:
+        # The journal should hold the plan that started; this rebuild is for the executor to
+        # match step keys against it. Fencing is then best effort only if the host is down.
+        host_down = _down(obs.primary_icmp) and _down(obs.primary_ssh)
+        return build_failover_plan(
+            policy.plan, obs.primary, obs.replica, ssh_reachable=ssh_ok, host_down=host_down
+        )
+    return build_failover_plan(
+        policy.plan,
+        obs.primary,
+        obs.replica,
+        ssh_reachable=ssh_ok,
+        host_down=a.host_down,
+        fence_required=a.fence_required,
+    )
+
+
+def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
+    """One tick: the next state, the plan (if any), and why. Pure: same inputs, same output."""
+    a = assess(obs, policy, state.consecutive_failures)
+    row = row_for(state.state, a.event)
+    plan = _plan(row, a, obs, policy)
+    counting = row.target in (S, F) and a.failures > 0
+    first = None
+    if counting:
+        ongoing = state.consecutive_failures > 0 and state.first_failure_at is not None
+        first = state.first_failure_at if ongoing else obs.at
+    started = obs.at if plan else state.failover_started_at
+    nxt = replace(
+        state,
+        state=row.target,
+        consecutive_failures=a.failures if counting else 0,
+        first_failure_at=first,
+        since=state.since if row.target is state.state and state.since is not None else obs.at,
+        failover_started_at=started if row.target in (F, D) else None,
+        last_event=a.event,
+    )
+    return Decision(
+        state=nxt,
+        plan=plan,
+        reason_code=row.code,
+        reason=f"{a.evidence}; {row.comment}",
+        event=a.event,
+        plan_kind=row.plan if plan else P.NONE,
+    )
+
+
+# --- Rendering. ------------------------------------------------------------------------------
+
+
+def mermaid() -> str:
+    """The transition table as a Mermaid state diagram: one edge per (from, to) pair, labelled
+    with its events; an event that carries a plan is written `event / plan`."""
+    edges: dict[tuple[State, State], list[str]] = {}
+    for r in TABLE:
+        label = r.event.value + (f" / {r.plan.value}" if r.plan is not P.NONE else "")
+        edges.setdefault((r.source, r.target), []).append(label)
+    lines = ["stateDiagram-v2", f"    [*] --> {H.value}"]
+    for (src, dst), labels in edges.items():
+        lines.append(f"    {src.value} --> {dst.value}: {'<br/>'.join(labels)}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown_table() -> str:
+    """The transition table as Markdown, one row per (state, event) pair."""
+    out = [
+        "| from | event | to | plan | reason code | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    out += [
+        f"| {r.source} | {r.event} | {r.target} | {r.plan} | {r.code} | {r.comment} |"
+        for r in TABLE
+    ]
+    return "\n".join(out) + "\n"

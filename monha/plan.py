@@ -1,0 +1,309 @@
+"""Failover and switchover plans: ordered steps, as data, in the Getperf master_ip_failover order.
+
+Job: given the configuration (as `PlanInputs`) and which node is the old and which the new
+primary, compute the ordered tuple of `Step`s the executor must run, each with its own timeout
+and its failure policy; and `describe` a step in one line for `monha-ctl plan`.
+
+Must not: run anything, read the clock, the network or the journal (the core does no I/O). The
+executor runs the steps, records them in the journal and skips what a journal shows as done.
+
+Failure policy (why each step stops the plan or not):
+- fence, SSH reaches the old primary: removing the VIP is what keeps clients off the old primary,
+  so a VIP that cannot be removed STOPS the plan (two hosts answering ARP for the VIP is the split
+  brain we refuse). Stopping its cold-standby services and fencing its MySQL CONTINUE on failure:
+  a dead mysqld cannot take read_only, and with the VIP gone no client reaches it; the re-fence
+  loop (issue 8) finishes the job when it answers again.
+- fence, SSH does not reach it: the fence command runs if configured. It CONTINUEs on failure
+  only when the decision already established that the host is down (ICMP and SSH both failed);
+  otherwise (a hung host, or no witness answered) fencing is what makes the failover safe, and a
+  failed fence STOPS the plan before anything is promoted. Without a fence command and without
+  SSH there is no fence step: the host is down or hung, and re-fencing catches it if it thaws.
+- catch_up CONTINUEs: a replica that cannot apply what it received within the bound (a broken
+  SQL thread) must not keep the service down forever; the step's result records the gap.
+- promote and vip_up STOP: nothing after them makes sense without them.
+- services, agents and hot checks CONTINUE: the database and VIP are up; failures are reported
+  in the flag the operator reads.
+- write_flag STOPs (it is last): without it a second failover would not be blocked.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from monha.config import Config
+from monha.model import OnFailure, Step, StepKind
+
+FLAG_WRITE_TIMEOUT_S = 5.0  # a local fsync'd write of a small file
+SET_READ_ONLY_TIMEOUT_S = 10.0  # planned switchover: read_only on, and wait for writes to stop
+
+STOP, CONTINUE = OnFailure.STOP, OnFailure.CONTINUE
+
+
+@dataclass(frozen=True, slots=True)
+class ColdService:
+    name: str
+    start: tuple[str, ...]
+    stop: tuple[str, ...]
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HotCheck:
+    name: str
+    url: str
+    expect_status: int
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRestart:
+    name: str
+    argv: tuple[str, ...]
+    run_on_both: bool
+    timeout_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlanInputs:
+    """The part of the configuration a plan needs, as plain frozen values."""
+
+    vip_address: str
+    vip_prefix: int
+    vip_label: str
+    arp_count: int
+    interfaces: tuple[tuple[str, str], ...]  # (node name, interface) for both nodes
+    cold: tuple[ColdService, ...] = ()
+    hot: tuple[HotCheck, ...] = ()
+    agents: tuple[AgentRestart, ...] = ()
+    fence_argv: tuple[str, ...] = ()  # empty: no fence command configured
+    fence_command_timeout_s: float = 30.0
+    fence_timeout_s: float = 10.0
+    mysql_stop_argv: tuple[str, ...] = ()
+    catchup_timeout_s: float = 30.0
+    promote_timeout_s: float = 10.0
+    vip_timeout_s: float = 5.0
+    flag_file: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> PlanInputs:
+        return cls(
+            vip_address=cfg.vip.address,
+            vip_prefix=cfg.vip.prefix,
+            vip_label=cfg.vip.label,
+            arp_count=cfg.vip.arp_count,
+            interfaces=tuple((n.name, n.interface) for n in cfg.nodes),
+            cold=tuple(
+                ColdService(s.name, s.start, s.stop, s.timeout_s) for s in cfg.services.cold_standby
+            ),
+            hot=tuple(
+                HotCheck(s.name, s.url, s.expect_status, s.timeout_s)
+                for s in cfg.services.hot_standby
+            ),
+            agents=tuple(
+                AgentRestart(a.name, a.restart, a.run_on == "both", a.timeout_s)
+                for a in cfg.services.agents
+            ),
+            fence_argv=cfg.fence.command if cfg.fence else (),
+            fence_command_timeout_s=cfg.fence.timeout_s if cfg.fence else 30.0,
+            fence_timeout_s=cfg.failover.fence_timeout_s,
+            mysql_stop_argv=cfg.mysql.stop_command or (),
+            catchup_timeout_s=cfg.failover.catchup_timeout_s,
+            promote_timeout_s=cfg.failover.promote_timeout_s,
+            vip_timeout_s=cfg.failover.vip_timeout_s,
+            flag_file=cfg.failover.flag_file,
+        )
+
+    def interface_of(self, node: str) -> str:
+        return dict(self.interfaces)[node]
+
+
+def _inputs(source: PlanInputs | Config) -> PlanInputs:
+    return source if isinstance(source, PlanInputs) else PlanInputs.from_config(source)
+
+
+def _vip(p: PlanInputs, kind: StepKind, node: str, on_failure: OnFailure) -> Step:
+    args = (
+        ("address", p.vip_address),
+        ("prefix", str(p.vip_prefix)),
+        ("interface", p.interface_of(node)),
+        ("label", p.vip_label),
+    )
+    if kind is StepKind.VIP_UP:
+        args += (("arp_count", str(p.arp_count)),)
+    return Step(kind, node, p.vip_timeout_s, on_failure, args)
+
+
+def _fence(
+    p: PlanInputs, old: str, new: str, *, ssh_reachable: bool, use_command: bool, sure_down: bool
+) -> tuple[Step, ...]:
+    if ssh_reachable:
+        return (
+            _vip(p, StepKind.VIP_DOWN, old, STOP),
+            *(
+                Step(StepKind.STOP_SERVICE, old, s.timeout_s, CONTINUE, (("name", s.name),), s.stop)
+                for s in p.cold
+            ),
+            Step(StepKind.FENCE_MYSQL, old, p.fence_timeout_s, CONTINUE, (), p.mysql_stop_argv),
+        )
+    if use_command:
+        return (
+            Step(
+                StepKind.FENCE_COMMAND,
+                new,  # runs here, on the new primary, against the old one
+                p.fence_command_timeout_s,
+                CONTINUE if sure_down else STOP,
+                (("target", old),),
+                p.fence_argv,
+            ),
+        )
+    return ()
+
+
+def _agents(p: PlanInputs, old: str, new: str, *, old_reachable: bool) -> tuple[Step, ...]:
+    steps: list[Step] = []
+    for a in p.agents:
+        nodes = [new, old] if a.run_on_both and old_reachable else [new]
+        steps += [
+            Step(StepKind.RESTART_AGENT, n, a.timeout_s, CONTINUE, (("name", a.name),), a.argv)
+            for n in nodes
+        ]
+    return tuple(steps)
+
+
+def _start_services(p: PlanInputs, new: str) -> tuple[Step, ...]:
+    return tuple(
+        Step(StepKind.START_SERVICE, new, s.timeout_s, CONTINUE, (("name", s.name),), s.start)
+        for s in p.cold
+    )
+
+
+def _hot_checks(p: PlanInputs, new: str) -> tuple[Step, ...]:
+    return tuple(
+        Step(
+            StepKind.CHECK_HOT,
+            new,
+            h.timeout_s,
+            CONTINUE,
+            (("name", h.name), ("url", h.url), ("expect_status", str(h.expect_status))),
+        )
+        for h in p.hot
+    )
+
+
+def build_failover_plan(
+    source: PlanInputs | Config,
+    old_primary: str,
+    new_primary: str,
+    *,
+    ssh_reachable: bool,
+    fence_command_configured: bool | None = None,
+    host_down: bool = False,
+    fence_required: bool = False,
+) -> tuple[Step, ...]:
+    """The unplanned failover, in the hook order: fence, catch up, promote, VIP up, start cold
+    services, restart agents, check hot services, write the flag.
+
+    `ssh_reachable`: SSH reached the old primary this tick (fence through SSH).
+    `fence_command_configured`: use the fence command when SSH does not reach it; None = use it
+    when one is configured. `host_down`: the decision established the old primary's host is down
+    (a failed fence command then does not stop the plan). `fence_required`: fencing must
+    succeed (no witness answered, witness_silent = "fence"): a failed fence command then stops the
+    plan whatever `host_down` says.
+    """
+    p = _inputs(source)
+    if old_primary == new_primary:
+        raise ValueError("the old and the new primary must be different nodes")
+    use_command = (
+        bool(p.fence_argv) if fence_command_configured is None else fence_command_configured
+    )
+    if use_command and not p.fence_argv:
+        raise ValueError("fence_command_configured=True but no fence command is configured")
+    if fence_required and not use_command and not ssh_reachable:
+        raise ValueError("fencing is required but neither SSH nor a fence command can do it")
+    sure_down = host_down and not fence_required
+    return (
+        *_fence(
+            p,
+            old_primary,
+            new_primary,
+            ssh_reachable=ssh_reachable,
+            use_command=use_command,
+            sure_down=sure_down,
+        ),
+        Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
+        Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
+        _vip(p, StepKind.VIP_UP, new_primary, STOP),
+        *_start_services(p, new_primary),
+        *_agents(p, old_primary, new_primary, old_reachable=ssh_reachable),
+        *_hot_checks(p, new_primary),
+        Step(
+            StepKind.WRITE_FLAG,
+            new_primary,
+            FLAG_WRITE_TIMEOUT_S,
+            STOP,
+            (("path", p.flag_file), ("old_primary", old_primary), ("new_primary", new_primary)),
+        ),
+    )
+
+
+def build_switchover_plan(
+    source: PlanInputs | Config, old_primary: str, new_primary: str
+) -> tuple[Step, ...]:
+    """A planned switchover (both nodes up, SSH reaches both). A first version: every step up to
+    the VIP on the new primary STOPs on failure (an operator is watching and the old primary still
+    has its data); rolling back a half-done switchover is left to the operator. No flag: a
+    switchover does not block failover.
+    """
+    p = _inputs(source)
+    if old_primary == new_primary:
+        raise ValueError("the old and the new primary must be different nodes")
+    return (
+        Step(StepKind.SET_READ_ONLY, old_primary, SET_READ_ONLY_TIMEOUT_S, STOP),
+        # Planned: the replica must reach the old primary's final position, so no going on.
+        Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, STOP),
+        _vip(p, StepKind.VIP_DOWN, old_primary, STOP),
+        *(
+            Step(StepKind.STOP_SERVICE, old_primary, s.timeout_s, STOP, (("name", s.name),), s.stop)
+            for s in p.cold
+        ),
+        Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
+        _vip(p, StepKind.VIP_UP, new_primary, STOP),
+        *_start_services(p, new_primary),
+        Step(
+            StepKind.MAKE_REPLICA,
+            old_primary,
+            p.promote_timeout_s,
+            CONTINUE,
+            (("source", new_primary),),
+        ),
+        *_agents(p, old_primary, new_primary, old_reachable=True),
+        *_hot_checks(p, new_primary),
+    )
+
+
+def describe(step: Step) -> str:
+    """One human line for a step, for `monha-ctl plan` and logs."""
+    name = step.arg("name")
+    vip = f"{step.arg('address')}/{step.arg('prefix')} ({step.arg('label')})"
+    expect = step.arg("expect_status")
+    what = {
+        StepKind.VIP_DOWN: f"remove the VIP {vip}",
+        StepKind.STOP_SERVICE: f"stop {name}",
+        StepKind.FENCE_MYSQL: "set MySQL read_only (or stop MySQL if it does not answer)",
+        StepKind.FENCE_COMMAND: f"fence {step.arg('target')} with the fence command",
+        StepKind.SET_READ_ONLY: "set MySQL read_only and wait for writes to stop",
+        StepKind.CATCH_UP: "wait for the replica to apply everything it received",
+        StepKind.PROMOTE: "promote: stop replication, reset replica settings, read_only off",
+        StepKind.VIP_UP: f"add the VIP {vip} and send {step.arg('arp_count')} gratuitous ARP",
+        StepKind.START_SERVICE: f"start {name}",
+        StepKind.RESTART_AGENT: f"restart {name}",
+        StepKind.CHECK_HOT: f"check {name} at {step.arg('url')} (expect HTTP {expect})",
+        StepKind.MAKE_REPLICA: f"replicate from {step.arg('source')}",
+        StepKind.WRITE_FLAG: f"write the completion flag {step.arg('path')}",
+    }[step.kind]
+    command = f" [{shlex.join(step.argv)}]" if step.argv else ""
+    return (
+        f"{step.node}: {what}{command} (timeout {step.timeout_s:g} s, "
+        f"{'stop' if step.on_failure is OnFailure.STOP else 'continue'} on failure)"
+    )

@@ -1,0 +1,348 @@
+"""The state machine, rule by rule: pure values in, decisions out. No mocks, no event loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+
+import pytest
+from unit_support import POLICY, ROOT, WITNESS, _obs, lost_obs, policy, probe, view, witness
+
+from monha import fsm
+from monha.fsm import TABLE, classify, decide
+from monha.model import (
+    Decision,
+    Event,
+    MonitorState,
+    Observation,
+    PlanKind,
+    ProbeStatus,
+    ReasonCode,
+    State,
+    StepKind,
+)
+from monha.plan import PlanInputs
+
+OK, FAILED, TIMEOUT, ALIVE = (
+    ProbeStatus.OK,
+    ProbeStatus.FAILED,
+    ProbeStatus.TIMEOUT,
+    ProbeStatus.ALIVE_ERROR,
+)
+SUSPECT3 = MonitorState(State.SUSPECT, consecutive_failures=2, first_failure_at=998.0, since=998.0)
+
+
+def run(observations: list[Observation], pol: fsm.Policy = POLICY) -> list[Decision]:
+    state, out = MonitorState(), []
+    for obs in observations:
+        d = decide(state, obs, pol)
+        out.append(d)
+        state = d.state
+    return out
+
+
+def at_threshold(obs: Observation, pol: fsm.Policy = POLICY) -> Decision:
+    """Decide the tick on which the failure count reaches the threshold."""
+    return decide(SUSPECT3, obs, pol)
+
+
+# --- The table. ------------------------------------------------------------------------------
+
+
+def test_every_state_event_pair_has_exactly_one_row() -> None:
+    pairs = [(r.source, r.event) for r in TABLE]
+    assert sorted(pairs) == sorted(itertools.product(State, Event))
+
+
+@pytest.mark.parametrize(("state", "event"), list(itertools.product(State, Event)))
+def test_every_row_is_sane(state: State, event: Event) -> None:
+    row = fsm.row_for(state, event)
+    assert row.comment
+    # Only healthy/suspect start plans; a failover plan only on primary_lost, resume only on an
+    # unfinished journal; every plan leads to failing_over.
+    if row.plan is not PlanKind.NONE:
+        assert state in (State.HEALTHY, State.SUSPECT)
+        assert row.target is State.FAILING_OVER
+        assert (event, row.plan) in {
+            (Event.PRIMARY_LOST, PlanKind.FAILOVER),
+            (Event.FAILOVER_UNFINISHED, PlanKind.RESUME),
+        }
+    if event is Event.FLAG_PRESENT:
+        assert row.target is State.DONE_FLAGGED and row.plan is PlanKind.NONE
+    if state is State.FAILING_OVER and event is not Event.FLAG_PRESENT:
+        assert row.target is State.FAILING_OVER and row.code is ReasonCode.FAILOVER_IN_PROGRESS
+
+
+def test_the_doc_shows_exactly_the_table() -> None:
+    doc = (ROOT / "docs" / "state-machine.md").read_text()
+    blocks = re.findall(r"```mermaid\n(.*?)```", doc, re.S)
+    assert blocks == [fsm.mermaid()], "regenerate docs/state-machine.md from fsm.mermaid()"
+    assert fsm.markdown_table() in doc, "regenerate the table in docs/state-machine.md"
+
+
+def test_mermaid_has_an_edge_for_every_row() -> None:
+    text = fsm.mermaid()
+    for r in TABLE:
+        assert re.search(rf"{r.source} --> {r.target}: .*\b{r.event}\b", text)
+
+
+# --- The rules of issue 3. -------------------------------------------------------------------
+
+
+def test_healthy_stays_healthy() -> None:
+    d = decide(MonitorState(), _obs(), POLICY)
+    assert (d.state.state, d.reason_code, d.plan) == (State.HEALTHY, ReasonCode.PRIMARY_OK, ())
+
+
+def test_fails_over_on_the_third_consecutive_failure_exactly() -> None:
+    ds = run([lost_obs(at=1000.0 + i) for i in range(3)])
+    assert [d.state.state for d in ds] == [State.SUSPECT, State.SUSPECT, State.FAILING_OVER]
+    assert [bool(d.plan) for d in ds] == [False, False, True]
+    last = ds[-1]
+    assert last.reason_code is ReasonCode.FAILOVER_STARTED and last.plan_kind is PlanKind.FAILOVER
+    assert last.state.first_failure_at == 1000.0 and last.state.failover_started_at == 1002.0
+    assert "failed 3 consecutive" in last.reason and WITNESS in last.reason
+    assert last.plan[-1].kind is StepKind.WRITE_FLAG
+    assert {s.node for s in last.plan if s.kind is StepKind.PROMOTE} == {"node2"}
+
+
+def test_threshold_comes_from_policy() -> None:
+    ds = run([lost_obs()], policy(failures_before_failover=1))
+    assert ds[0].plan_kind is PlanKind.FAILOVER  # healthy -> failing_over directly
+
+
+def test_below_threshold_is_suspect_and_says_so() -> None:
+    d = decide(MonitorState(), lost_obs(), POLICY)
+    assert d.state.state is State.SUSPECT and d.reason_code is ReasonCode.PRIMARY_FAILING
+    assert "fewer than 3" in d.reason
+
+
+def test_timeout_counts_as_failure() -> None:
+    assert classify(lost_obs(mysql=TIMEOUT), POLICY, 2) is Event.PRIMARY_LOST
+
+
+@pytest.mark.parametrize("state", [MonitorState(), SUSPECT3])
+def test_alive_error_means_alive_and_resets(state: MonitorState) -> None:
+    # Scenario 6: "too many connections" is an answer.
+    refused = probe("mysql", "node1", ALIVE, detail="Too many connections", error_code=1040)
+    obs = lost_obs(primary_mysql=refused)
+    d = decide(state, obs, POLICY)
+    assert d.state.state is State.HEALTHY and d.state.consecutive_failures == 0
+    assert d.reason_code is ReasonCode.PRIMARY_ALIVE_ERROR and "1040" in d.reason and not d.plan
+
+
+def test_recovery_within_the_window_returns_to_healthy() -> None:
+    # Scenario 7: mysqld killed and back within the detection window.
+    ds = run([lost_obs(), lost_obs(), _obs(), lost_obs(), lost_obs()])
+    assert not any(d.plan for d in ds)
+    assert ds[2].reason_code is ReasonCode.PRIMARY_RECOVERED
+    assert ds[-1].state.consecutive_failures == 2
+
+
+def test_a_skipped_mysql_probe_neither_counts_nor_resets() -> None:
+    d = decide(SUSPECT3, lost_obs(mysql=ProbeStatus.SKIPPED), POLICY)
+    assert d.reason_code is ReasonCode.HOLD_EVIDENCE_MISSING and not d.plan
+    assert d.state.consecutive_failures == 2 and d.state.first_failure_at == 998.0
+
+
+def test_the_flag_blocks_failover() -> None:
+    # Scenario 3.
+    d = at_threshold(lost_obs(flag_present=True))
+    assert d.state.state is State.DONE_FLAGGED and not d.plan
+    assert d.reason_code is ReasonCode.FLAG_BLOCKS
+    assert "completion flag present" in d.reason and "blocks automatic failover" in d.reason
+    again = decide(d.state, lost_obs(flag_present=True), POLICY)
+    assert again.state.state is State.DONE_FLAGGED and not again.plan
+
+
+def test_clearing_the_flag_returns_to_healthy() -> None:
+    flagged = MonitorState(State.DONE_FLAGGED, since=1.0, failover_started_at=1.0)
+    d = decide(flagged, lost_obs(), POLICY)
+    assert d.state.state is State.HEALTHY and d.reason_code is ReasonCode.FLAG_CLEARED
+    assert d.state.failover_started_at is None and not d.plan
+
+
+def test_no_failover_when_no_witness_answers() -> None:
+    # Scenario 4: the standby isolated from everything.
+    obs = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=(witness(TIMEOUT, None),))
+    d = at_threshold(obs)
+    assert d.reason_code is ReasonCode.HOLD_ISOLATED and not d.plan
+    assert "no witness answered" in d.reason and WITNESS in d.reason
+
+
+def test_missing_witness_results_count_as_silence() -> None:
+    assert classify(lost_obs(witnesses=()), POLICY, 2) is Event.HOLD_ISOLATED
+
+
+def test_results_of_unconfigured_witnesses_are_ignored() -> None:
+    stranger = witness(name="somebody-else")
+    assert classify(lost_obs(witnesses=(stranger,)), POLICY, 2) is Event.HOLD_ISOLATED
+
+
+def test_one_answering_witness_is_enough() -> None:
+    pol = policy(witnesses=(WITNESS, "w2"))
+    obs = lost_obs(witnesses=(witness(TIMEOUT, None, "w2"), witness()))
+    assert at_threshold(obs, pol).plan_kind is PlanKind.FAILOVER
+
+
+def test_a_witness_that_sees_the_primary_means_a_partition() -> None:
+    # Issue 8: only the link between the nodes is cut.
+    obs = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=(witness(sees_primary=True),))
+    d = at_threshold(obs)
+    assert d.reason_code is ReasonCode.HOLD_PARTITION and not d.plan
+    assert f"witness {WITNESS} still reaches" in d.reason and "partition" in d.reason
+
+
+def test_an_icmp_only_witness_proves_this_node_is_not_isolated() -> None:
+    obs = lost_obs(witnesses=(witness(sees_primary=None),))
+    assert at_threshold(obs).plan_kind is PlanKind.FAILOVER
+
+
+def test_hold_while_the_replica_still_hears_the_primary() -> None:
+    d = at_threshold(lost_obs(replica_view=view(io="Yes", heard=0.5)))
+    assert d.reason_code is ReasonCode.HOLD_REPLICA_CONNECTED and not d.plan
+    assert "still hears it" in d.reason
+
+
+def test_replica_silence_alone_means_lost() -> None:
+    # Scenario 9: a hung primary keeps the TCP connection, the IO thread says Yes, nothing comes.
+    obs = lost_obs(mysql=TIMEOUT, ssh=TIMEOUT, replica_view=view(io="Yes", heard=3.5))
+    d = at_threshold(obs)
+    assert d.plan_kind is PlanKind.FAILOVER and "silent for 3.5 s" in d.reason
+
+
+def test_host_down_alone_is_enough_with_a_witness() -> None:
+    obs = lost_obs(icmp=TIMEOUT, ssh=FAILED, replica_view=view(io="Yes", heard=None))
+    d = at_threshold(obs)
+    assert d.plan_kind is PlanKind.FAILOVER and "host is down" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("replica_view", "missing"),
+    [
+        (view(status=TIMEOUT), "own MySQL did not report"),
+        (view(status=FAILED), "own MySQL did not report"),
+        (view(configured=False), "not a replica"),
+    ],
+)
+def test_unclear_local_evidence_holds_and_names_it(replica_view: object, missing: str) -> None:
+    d = at_threshold(lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, replica_view=replica_view))
+    assert d.reason_code is ReasonCode.HOLD_EVIDENCE_MISSING and not d.plan
+    assert missing in d.reason
+
+
+def test_unknown_node_names_hold() -> None:
+    d = at_threshold(lost_obs(primary="node9"))
+    assert d.reason_code is ReasonCode.HOLD_EVIDENCE_MISSING and "node9" in d.reason
+    assert classify(lost_obs(primary="node2"), POLICY, 2) is Event.HOLD_EVIDENCE_MISSING
+
+
+# --- Without witnesses. ----------------------------------------------------------------------
+
+NO_WITNESS = policy(witnesses=())
+
+
+def test_no_witness_host_down_by_icmp_and_replica_lost_fails_over() -> None:
+    d = at_threshold(lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=()), NO_WITNESS)
+    assert d.plan_kind is PlanKind.FAILOVER and "no witness configured" in d.reason
+
+
+def test_no_witness_reachable_by_ssh_fails_over_fencing_over_ssh() -> None:
+    d = at_threshold(lost_obs(witnesses=()), NO_WITNESS)
+    assert d.plan_kind is PlanKind.FAILOVER
+    assert d.plan[0].kind is StepKind.VIP_DOWN and d.plan[0].node == "node1"
+
+
+def test_no_witness_hung_host_holds() -> None:
+    d = at_threshold(lost_obs(ssh=TIMEOUT, witnesses=()), NO_WITNESS)
+    assert d.reason_code is ReasonCode.HOLD_EVIDENCE_MISSING and not d.plan
+    assert "no witness configured" in d.reason
+
+
+def test_no_witness_replica_connected_holds() -> None:
+    obs = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, replica_view=view(), witnesses=())
+    assert at_threshold(obs, NO_WITNESS).reason_code is ReasonCode.HOLD_REPLICA_CONNECTED
+
+
+# --- witness_silent = "fence". ---------------------------------------------------------------
+
+
+def _fencing_policy() -> fsm.Policy:
+    inputs = dataclasses.replace(POLICY.plan, fence_argv=("/usr/local/sbin/fence-node1",))
+    return policy(plan=inputs, witness_silent="fence")
+
+
+def test_silent_witnesses_with_fence_policy_fail_over_through_a_mandatory_fence() -> None:
+    obs = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=(witness(TIMEOUT, None),))
+    d = at_threshold(obs, _fencing_policy())
+    assert d.plan_kind is PlanKind.FAILOVER
+    fence = d.plan[0]
+    assert fence.kind is StepKind.FENCE_COMMAND and fence.on_failure == "stop"
+    assert "fence command must succeed" in d.reason
+
+
+def test_silent_witnesses_with_fence_policy_but_no_command_hold() -> None:
+    pol = policy(witness_silent="fence", plan=dataclasses.replace(POLICY.plan, fence_argv=()))
+    obs = lost_obs(witnesses=(witness(TIMEOUT, None),))
+    assert at_threshold(obs, pol).reason_code is ReasonCode.HOLD_ISOLATED
+
+
+# --- Failing over, resuming, and the flag cycle. ----------------------------------------------
+
+
+def test_failing_over_never_plans_again() -> None:
+    failing = MonitorState(State.FAILING_OVER, 3, 998.0, 1000.0, 1000.0)
+    for obs in (lost_obs(), _obs(), lost_obs(journal_open=True), _obs(mysql=ALIVE)):
+        d = decide(failing, obs, POLICY)
+        assert d.state.state is State.FAILING_OVER and not d.plan
+        assert d.reason_code is ReasonCode.FAILOVER_IN_PROGRESS
+        assert d.state.failover_started_at == 1000.0
+
+
+def test_the_flag_appearing_ends_the_failover() -> None:
+    failing = MonitorState(State.FAILING_OVER, 3, 998.0, 1000.0, 1000.0)
+    d = decide(failing, _obs(flag_present=True), POLICY)
+    assert d.state.state is State.DONE_FLAGGED and d.reason_code is ReasonCode.FAILOVER_DONE
+    assert d.state.failover_started_at == 1000.0
+
+
+@pytest.mark.parametrize("state", [MonitorState(), SUSPECT3])
+def test_an_open_journal_resumes_the_failover(state: MonitorState) -> None:
+    d = decide(state, _obs(journal_open=True), POLICY)
+    assert d.state.state is State.FAILING_OVER and d.plan_kind is PlanKind.RESUME
+    assert d.reason_code is ReasonCode.FAILOVER_RESUMED and d.plan
+    keys = [s.key for s in d.plan]
+    first = at_threshold(lost_obs()).plan
+    assert keys == [s.key for s in first]  # same keys: the journal can match them
+
+
+def test_the_flag_beats_an_open_journal() -> None:
+    d = decide(MonitorState(), _obs(journal_open=True, flag_present=True), POLICY)
+    assert d.state.state is State.DONE_FLAGGED and not d.plan
+
+
+def test_an_open_journal_after_the_flag_needs_an_operator() -> None:
+    flagged = MonitorState(State.DONE_FLAGGED)
+    d = decide(flagged, _obs(journal_open=True), POLICY)
+    assert d.state.state is State.DONE_FLAGGED and not d.plan
+    assert d.reason_code is ReasonCode.JOURNAL_AFTER_FLAG
+
+
+def test_since_tracks_the_last_transition() -> None:
+    ds = run([_obs(at=1.0), lost_obs(at=2.0), lost_obs(at=3.0), _obs(at=4.0)])
+    assert [d.state.since for d in ds] == [1.0, 2.0, 2.0, 4.0]
+
+
+def test_fence_policy_follows_the_evidence() -> None:
+    with_command = dataclasses.replace(POLICY.plan, fence_argv=("/usr/local/sbin/fence",))
+    pol = policy(plan=with_command)
+    down = at_threshold(lost_obs(icmp=TIMEOUT, ssh=TIMEOUT), pol).plan[0]
+    hung = at_threshold(lost_obs(mysql=TIMEOUT, ssh=TIMEOUT), pol).plan[0]
+    assert (down.kind, down.on_failure) == (StepKind.FENCE_COMMAND, "continue")
+    assert (hung.kind, hung.on_failure) == (StepKind.FENCE_COMMAND, "stop")
+
+
+def test_policy_from_config_matches_the_config() -> None:
+    assert POLICY.failures_before_failover == 3 and POLICY.witnesses == (WITNESS,)
+    assert POLICY.witness_silent == "hold" and isinstance(POLICY.plan, PlanInputs)
