@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.adapters.sandbox import MariaDBPair, mariadb_pair
+from tests.adapters.sandbox import MariaDBPair, Sshd, mariadb_pair, start_sshd
 from tests.conftest import require_root_and_binaries
 
 
@@ -39,3 +39,14 @@ def closed_port() -> int:
     port = int(s.getsockname()[1])
     s.close()
     return port
+
+
+@pytest.fixture(scope="module")
+def sshd() -> Iterator[Sshd]:
+    """A real sshd on a high loopback port (own host key, one authorized key)."""
+    require_root_and_binaries("/usr/sbin/sshd", "unshare", "mount")
+    server = start_sshd()
+    try:
+        yield server
+    finally:
+        server.stop()

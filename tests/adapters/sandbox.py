@@ -197,3 +197,96 @@ def mariadb_pair() -> Iterator[MariaDBPair]:
         yield pair
     finally:
         pair.stop()
+
+
+# --- sshd ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sshd:
+    """A real sshd on 127.0.0.1:port with its own host key and one authorized client key."""
+
+    root: Path
+    port: int
+    host_key: Path
+    client_key: Path
+    known_hosts: Path  # lists the right host key for [127.0.0.1]:port
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_pid(self.proc)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _keypair(path: Path) -> str:
+    """Write an ed25519 private key (mode 0600) and return its public key line."""
+    import asyncssh
+
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    os.chmod(path, 0o600)
+    return key.export_public_key().decode().strip()
+
+
+def start_sshd() -> Sshd:
+    root = Path(tempfile.mkdtemp(prefix="monha-adapters-ssh-"))
+    os.chmod(root, 0o755)
+    port = free_port()
+    host_pub = _keypair(root / "host_key")
+    client_pub = _keypair(root / "client_key")
+    (root / "authorized_keys").write_text(client_pub + "\n")
+    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
+    # sshd wants its privilege-separation directory /run/sshd: it gets a private /run of its
+    # own (a bind mount inside a private mount namespace) so the machine's /run is left alone.
+    (root / "run" / "sshd").mkdir(parents=True)
+    config = root / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {root / 'host_key'}",
+                f"AuthorizedKeysFile {root / 'authorized_keys'}",
+                f"PidFile {root / 'sshd.pid'}",
+                "StrictModes no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication no",
+                "KbdInteractiveAuthentication no",
+                "MaxStartups 50",
+                "LogLevel ERROR",
+                "",
+            ]
+        )
+    )
+    sshd = Sshd(root, port, root / "host_key", root / "client_key", root / "known_hosts")
+    log = open(root / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
+    sshd.proc = subprocess.Popen(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            'mount --bind "$1" /run && exec /usr/sbin/sshd -D -e -f "$2"',
+            "sh",
+            str(root / "run"),
+            str(config),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sshd.proc.poll() is not None:
+            text = (root / "sshd.log").read_text()
+            sshd.stop()
+            raise RuntimeError(f"sshd exited: {text}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            if s.recv(64).startswith(b"SSH-"):
+                return sshd
+        time.sleep(0.05)
+    sshd.stop()
+    raise TimeoutError("sshd did not start")

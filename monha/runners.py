@@ -1,0 +1,371 @@
+"""Run commands: locally as an asyncio subprocess, or on a peer over SSH (asyncssh).
+
+Job: run one argv with a timeout and report exactly what happened (`CommandResult`): exit
+status, output, duration, whether it was cut off by the timeout. Both runners share the
+`Runner` protocol so the executor does not care where a step runs.
+
+Must not: go through a shell locally (argv is exec'd as given); send an unquoted argument over
+SSH (every remote command is `shlex.join(argv)`, so the remote shell sees each argument as one
+literal word); trust an unknown or changed host key; retry a command that may have started
+(only a session that could not even be opened is retried, once, on a fresh connection); log.
+
+"Could not run at all" (no such program, SSH unreachable, host key refused) raises
+`RunnerError`; everything after the command started is a `CommandResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import asyncssh
+
+from monha.model import ProbeResult, ProbeStatus
+
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """How one command ended. `exit_status` is None when it was killed by the timeout.
+
+    Locally a command killed by a signal has a negative exit status (-signal number); over SSH
+    such a command reports -1, as asyncssh does.
+    """
+
+    argv: tuple[str, ...]
+    exit_status: int | None
+    stdout: bytes
+    stderr: bytes
+    duration_s: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_status == 0 and not self.timed_out
+
+    def summary(self, limit: int = 200) -> str:
+        """One line for a journal or log: how it ended and the start of stderr (or stdout)."""
+        how = (
+            f"timed out after {self.duration_s:.1f} s"
+            if self.timed_out
+            else f"exit {self.exit_status}"
+        )
+        text = (self.stderr or self.stdout).decode("utf-8", "replace").strip().replace("\n", " | ")
+        return f"{how}: {text[:limit]}" if text else how
+
+
+class RunnerError(Exception):
+    """The command could not be run at all (it never started)."""
+
+
+class HostKeyError(RunnerError):
+    """The peer's SSH host key is not the one recorded in known_hosts (or none is recorded)."""
+
+    def __init__(self, host: str, port: int, known_hosts: str, reason: str) -> None:
+        self.host, self.port, self.known_hosts, self.reason = host, port, known_hosts, reason
+        super().__init__(
+            f"host key of {host} port {port} {reason} (checked against {known_hosts}); "
+            "refusing to connect"
+        )
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Where a plan step's commands run."""
+
+    async def run(
+        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+    ) -> CommandResult: ...
+
+    def describe(self) -> str: ...
+
+    async def close(self) -> None: ...
+
+
+def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(argv, str | bytes):
+        # A string here is almost certainly a shell command line: refuse rather than split.
+        raise TypeError("argv must be a sequence of arguments, not a string")
+    if not argv:
+        raise ValueError("argv is empty")
+    out = tuple(argv)
+    for a in out:
+        if not isinstance(a, str):
+            raise TypeError(f"argv elements must be str, got {type(a).__name__}")
+    return out
+
+
+async def _pump(stream: Any, buf: bytearray) -> None:
+    while chunk := await stream.read(_READ_CHUNK):
+        buf += chunk
+
+
+async def _feed(stdin: Any, data: bytes | None) -> None:
+    if stdin is None:
+        return
+    # The program may exit without reading its input: that is its business, not an error.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, asyncssh.Error):
+        if data:
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()
+
+
+class LocalRunner:
+    """Runs argv on this machine, each command in its own process group.
+
+    The process group is what a timeout kills, so a command's children (a shell script's
+    pipeline, say) die with it and nothing keeps running after the step gave up on it.
+    """
+
+    def describe(self) -> str:
+        return "local"
+
+    async def close(self) -> None:
+        return None
+
+    async def run(
+        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+    ) -> CommandResult:
+        args = _check_argv(argv)
+        start = time.monotonic()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own process group (pgid == pid)
+            )
+        except OSError as exc:
+            raise RunnerError(f"cannot run {args[0]!r}: {exc.strerror or exc}") from None
+        out, err = bytearray(), bytearray()
+        timed_out = False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.gather(
+                    _pump(proc.stdout, out), _pump(proc.stderr, err), _feed(proc.stdin, input)
+                )
+                await proc.wait()
+        except TimeoutError:
+            timed_out = True
+        finally:
+            # Also on cancellation from outside: never leave the command's tree running.
+            if proc.returncode is None or timed_out:
+                _kill_group(proc.pid)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        await proc.wait()  # reap it
+        return CommandResult(
+            args,
+            None if timed_out else proc.returncode,
+            bytes(out),
+            bytes(err),
+            time.monotonic() - start,
+            timed_out,
+        )
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class SshRunner:
+    """Runs argv on one peer over SSH, reusing one connection and re-opening it when broken.
+
+    The host key must be in `known_hosts` (OpenSSH format; `[host]:port` entries for a port
+    other than 22). No agent, no ~/.ssh/config, no password: only `key_file`.
+
+    Closing the channel on a timeout does not stop the remote command: OpenSSH's sshd leaves a
+    pty-less command running and refuses "signal" requests ("session signalling requires
+    privilege separation", seen with OpenSSH 9.2). So, with `remote_timeout` (the default),
+    the remote argv is prefixed with coreutils' `timeout -k 1 T+1`: the peer itself ends the
+    command's whole process group one second after the local timeout gave up on it.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key_file: str | Path,
+        known_hosts: str | Path,
+        connect_timeout_s: float,
+        *,
+        remote_timeout: bool = True,
+    ) -> None:
+        self.host, self.port, self.user = host, port, user
+        self.remote_timeout = remote_timeout
+        self.key_file, self.known_hosts = str(key_file), str(known_hosts)
+        self.connect_timeout_s = connect_timeout_s
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._lock = asyncio.Lock()
+        # asyncssh logs every connection and channel at INFO; routing stays with the log module.
+        logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+    def describe(self) -> str:
+        return f"ssh {self.user}@{self.host}:{self.port}"
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await conn.wait_closed()
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                return await asyncssh.connect(
+                    self.host,
+                    self.port,
+                    username=self.user,
+                    client_keys=[self.key_file],
+                    known_hosts=self.known_hosts,
+                    agent_path=None,
+                    config=[],  # ignore the machine's ~/.ssh/config
+                    password=None,
+                    kbdint_auth=False,
+                    connect_timeout=self.connect_timeout_s,
+                )
+        except asyncssh.HostKeyNotVerifiable:
+            raise HostKeyError(
+                self.host, self.port, self.known_hosts, self._key_problem()
+            ) from None
+        except TimeoutError:
+            raise RunnerError(
+                f"{self.describe()}: no SSH connection within {self.connect_timeout_s:g} s"
+            ) from None
+        except (OSError, asyncssh.Error) as exc:
+            raise RunnerError(f"{self.describe()}: cannot connect: {_ssh_error(exc)}") from None
+
+    def _key_problem(self) -> str:
+        """Why the key was refused: no entry for the host, or an entry with a different key."""
+        try:
+            known = asyncssh.read_known_hosts(self.known_hosts)
+        except (OSError, ValueError):
+            return "could not be checked: known_hosts is unreadable"
+        port = None if self.port == 22 else self.port
+        host_keys, ca_keys, *_ = known.match(self.host, self.host, port)
+        if host_keys or ca_keys:
+            return "CHANGED: it does not match the key recorded"
+        return "is UNKNOWN: no key is recorded for it"
+
+    async def _session(self, command: str) -> asyncssh.SSHClientProcess[bytes]:
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = None
+                    self._conn = await self._connect()
+                try:
+                    return await self._conn.create_process(command, encoding=None)
+                except (
+                    asyncssh.ChannelOpenError,
+                    asyncssh.ConnectionLost,
+                    asyncssh.DisconnectError,
+                    OSError,
+                ):
+                    # The session never opened, so the command never started: a fresh
+                    # connection may be tried once (the old one was broken or closed by the peer).
+                    stale, self._conn = self._conn, None
+                    stale.close()
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    async def run(
+        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+    ) -> CommandResult:
+        args = _check_argv(argv)
+        remote = (
+            ["timeout", "-k", "1", f"{timeout_s + 1:.3f}", *args]
+            if self.remote_timeout
+            else list(args)
+        )
+        command = shlex.join(remote)
+        start = time.monotonic()
+        out, err = bytearray(), bytearray()
+        timed_out = False
+        proc: asyncssh.SSHClientProcess[bytes] | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                try:
+                    proc = await self._session(command)
+                except (asyncssh.Error, OSError) as exc:
+                    raise RunnerError(
+                        f"{self.describe()}: cannot start a session: {_ssh_error(exc)}"
+                    ) from None
+                stdin = proc.stdin if input is not None else None
+                if input is None:
+                    proc.stdin.write_eof()
+                await asyncio.gather(
+                    _pump(proc.stdout, out), _pump(proc.stderr, err), _feed_ssh(stdin, input)
+                )
+                await proc.wait()
+        except TimeoutError:
+            if proc is None:
+                raise RunnerError(f"{self.describe()}: no session within {timeout_s:g} s") from None
+            timed_out = True
+        finally:
+            if proc is not None and (timed_out or proc.exit_status is None):
+                # Also on cancellation from outside. The remote `timeout` wrapper ends the
+                # command itself (see the class docstring).
+                proc.close()
+        assert proc is not None
+        return CommandResult(
+            args,
+            None if timed_out else proc.exit_status,
+            bytes(out),
+            bytes(err),
+            time.monotonic() - start,
+            timed_out,
+        )
+
+    async def reachable(self, timeout_s: float, *, name: str = "ssh") -> ProbeResult:
+        """Connect (or reuse the connection) and run `true`; never raises."""
+        start = time.monotonic()
+        try:
+            result = await self.run(["true"], timeout_s)
+        except HostKeyError as exc:
+            return ProbeResult(
+                name, self.host, ProbeStatus.FAILED, time.monotonic() - start, str(exc)
+            )
+        except RunnerError as exc:
+            status = ProbeStatus.TIMEOUT if "within" in str(exc) else ProbeStatus.FAILED
+            return ProbeResult(name, self.host, status, time.monotonic() - start, str(exc))
+        if result.timed_out:
+            return ProbeResult(
+                name, self.host, ProbeStatus.TIMEOUT, result.duration_s, result.summary()
+            )
+        if not result.ok:
+            return ProbeResult(
+                name, self.host, ProbeStatus.FAILED, result.duration_s, result.summary()
+            )
+        return ProbeResult(name, self.host, ProbeStatus.OK, result.duration_s)
+
+
+async def _feed_ssh(stdin: Any, data: bytes | None) -> None:
+    if stdin is None or data is None:
+        return
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError, asyncssh.Error):
+        stdin.write(data)
+        await stdin.drain()
+        stdin.write_eof()
+
+
+def _ssh_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncssh.Error):
+        return exc.reason or type(exc).__name__
+    return str(exc) or type(exc).__name__
