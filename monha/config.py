@@ -424,12 +424,14 @@ def _where(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _secret_key(loc: tuple[int | str, ...] | str) -> bool:
+def _secret_key(where: str) -> bool:
     # A password file's path is not secret; an inline password, or a misspelt key that might
-    # hold one, is.
-    text = loc if isinstance(loc, str) else ".".join(map(str, loc))
-    last = text.rsplit(".", 1)[-1]
-    return re.search(r"pass|secret|token", last, re.I) is not None and not last.endswith("_file")
+    # hold one, is: every value in [mysql] but paths, users and numbers is hidden.
+    last = where.rsplit(".", 1)[-1]
+    if last.endswith("_file") or last.endswith("_user"):
+        return False
+    mysql_other = where.startswith("mysql.") and not last.endswith(("_s", "_socket", "_command"))
+    return mysql_other or re.search(r"pas|pw|secret|token|cred", last, re.I) is not None
 
 
 def _shown(value: object) -> str:
