@@ -5,6 +5,7 @@ A no-op when NOTIFY_SOCKET is unset (upstart, a terminal, tests), so callers nev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 
@@ -25,10 +26,9 @@ class Notifier:
     def _send(self, message: str) -> None:
         if self._sock is None:
             return
-        try:
+        # The service manager may have gone away; there is nothing useful to do about it.
+        with contextlib.suppress(OSError):
             self._sock.sendto(message.encode(), self._address)
-        except OSError:
-            pass  # the service manager went away; nothing useful to do about it
 
     def ready(self, status: str = "") -> None:
         self._send("READY=1" + (f"\nSTATUS={status}" if status else ""))

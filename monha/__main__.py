@@ -1,0 +1,69 @@
+"""`monha`: the daemon's entry point. `monha run` serves; `monha check-config` validates.
+
+Exit codes: 0 success, 2 bad arguments, 78 bad configuration (EX_CONFIG), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from monha import __version__, log
+from monha.config import EX_CONFIG, ConfigError, check_config_main, load_config
+
+DEFAULT_CONFIG = "/etc/monha/monha.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="monha", description="monha failover daemon")
+    p.add_argument("--version", action="version", version=f"monha {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="run the daemon in the foreground (as the service does)")
+    run.add_argument(
+        "--config", default=os.environ.get("MONHA_CONFIG", DEFAULT_CONFIG), help="config file"
+    )
+    run.add_argument("--node", help="this node's name (default: the node whose address is local)")
+    run.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help="override log.format"
+    )
+    check = sub.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return check_config_main(args.file)
+    return _run(Path(args.config), args.node, args.log_format)
+
+
+def _run(path: Path, node: str | None, log_format: str | None) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"monha: {path}: {line}", file=sys.stderr)
+        return EX_CONFIG
+    log.setup(log_format or cfg.log.format, cfg.log.level)  # type: ignore[arg-type]
+    from monha.daemon import Daemon  # imported late: check-config needs none of it
+    from monha.observe import IdentityError
+
+    try:
+        daemon = Daemon(path, node=node)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"monha: {path}: {line}", file=sys.stderr)
+        return EX_CONFIG
+    except (IdentityError, KeyError) as exc:
+        print(f"monha: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    return asyncio.run(daemon.run())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

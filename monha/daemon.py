@@ -1,0 +1,415 @@
+"""The daemon's lifecycle: startup, the tick loop, the control server, signals, teardown.
+
+Each tick: observe (all probes at once) → `fsm.decide` (pure) → log and export the decision →
+run its plan, if any, through the executor. The shutdown trigger is an Event that tests set
+directly; SIGTERM/SIGINT set it too, and a second signal forces the exit. SIGHUP reloads the
+configuration, only if the new file validates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from monha import __version__, fsm, log
+from monha.config import Config, ConfigError, load_config
+from monha.executor import Executor
+from monha.journal import Journal, RecordError, clear_flag, read_flag
+from monha.metrics import Metrics
+from monha.model import (
+    Decision,
+    MonitorState,
+    Observation,
+    ProbeStatus,
+    ReasonCode,
+    State,
+    StepKind,
+)
+from monha.mysql import MySQLError, Server
+from monha.observe import Observer, Peers, local_node
+from monha.plan import build_failover_plan, describe
+from monha.runners import LocalRunner, RunnerError, SshRunner
+from monha.sdnotify import Notifier
+from monha.steps import Nodes, drain_background, run_step
+
+# After a plan stopped on a failed step, wait this long before the next attempt: the journal
+# keeps what finished, and hammering a failing step every tick helps nobody.
+RETRY_AFTER_FAILED_PLAN_S = 5.0
+
+
+class Daemon:
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        node: str | None = None,
+        shutdown: asyncio.Event | None = None,
+        registry: CollectorRegistry | None = None,
+        serve_metrics: bool = True,
+    ) -> None:
+        self.config_path = config_path
+        self.cfg: Config = load_config(config_path)
+        self.me = node or local_node(self.cfg)
+        self.cfg.node(self.me)  # an unknown --node fails here, before anything starts
+        self.shutdown = shutdown or asyncio.Event()
+        self.metrics = Metrics(
+            registry,
+            step_names=[k.value for k in StepKind],
+            reason_codes=[c.value for c in ReasonCode],
+        )
+        self.serve_metrics = serve_metrics
+        self.notifier = Notifier()
+        self.log = log.get("monha.daemon")
+        self.state = MonitorState()
+        self.last_decision: Decision | None = None
+        self.last_observation: Observation | None = None
+        self.role = "unknown"
+        self._reload_requested = False
+        self._signals = 0
+        self._next_plan_at = 0.0
+        self._build()
+
+    # --- wiring ---------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        peer = cfg.peer_of(self.me)
+        monitor_pw = cfg.mysql.monitor_secret().get_secret_value()
+        me = cfg.node(self.me)
+        local = Server(
+            user=cfg.mysql.monitor_user,
+            password=monitor_pw,
+            host="127.0.0.1" if cfg.mysql.local_socket else me.address,
+            port=me.mysql_port,
+            unix_socket=cfg.mysql.local_socket,
+            connect_timeout_s=cfg.mysql.connect_timeout_s,
+            timeout_s=cfg.failover.promote_timeout_s,
+        )
+        remote = Server(
+            user=cfg.mysql.monitor_user,
+            password=monitor_pw,
+            host=peer.address,
+            port=peer.mysql_port,
+            connect_timeout_s=cfg.mysql.connect_timeout_s,
+            timeout_s=cfg.failover.fence_timeout_s,
+        )
+        ssh = SshRunner(
+            peer.address,
+            peer.ssh_port,
+            peer.ssh_user,
+            cfg.ssh.key_file,
+            cfg.ssh.known_hosts,
+            cfg.ssh.connect_timeout_s,
+        )
+        self.peers = Peers(local=local, primary=remote, ssh=ssh)
+        self.observer = Observer(cfg, self.me, self.peers, monitor_pw)
+        self.policy = fsm.Policy.from_config(cfg)
+        self.nodes = Nodes(
+            runners={self.me: LocalRunner(), peer.name: ssh},
+            mysql={self.me: local, peer.name: remote},
+        )
+        self.executor = Executor(
+            Journal(Path(cfg.failover.journal_file)),
+            self.nodes,
+            self.metrics,
+            cluster=cfg.cluster.name,
+        )
+
+    async def _close_handles(self) -> None:
+        await drain_background(self.nodes, 5.0)
+        for closer in (self.peers.ssh.close, self.peers.local.close, self.peers.primary.close):
+            with contextlib.suppress(Exception):
+                await closer()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        installed = []
+        if _main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_stop_signal, sig)
+                installed.append(sig)
+            loop.add_signal_handler(signal.SIGHUP, self._on_reload_signal)
+            installed.append(signal.SIGHUP)
+        from monha.control import ControlServer  # the shell's own layer
+
+        control = ControlServer(Path(self.cfg.control.socket), self.handle_request)
+        metrics_server = None
+        self.log.info(
+            "daemon_started",
+            version=__version__,
+            node=self.me,
+            peer=self.cfg.peer_of(self.me).name,
+            config=str(self.config_path),
+            pid=os.getpid(),
+        )
+        try:
+            await control.start()
+            if self.serve_metrics:
+                m = self.cfg.metrics
+                metrics_server = self.metrics.serve(m.listen_address, m.listen_port)
+            await self._loop()
+        finally:
+            self.notifier.stopping()
+            await control.close()
+            if metrics_server is not None:
+                metrics_server.shutdown()
+            await self._close_handles()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            self.log.info("daemon_stopped", node=self.me)
+        return 0
+
+    def _on_stop_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            self.log.warning("daemon_forced_exit", signal=signal.Signals(sig).name)
+            os._exit(1)
+        self.log.info("stop_requested", signal=signal.Signals(sig).name)
+        self.shutdown.set()
+
+    def _on_reload_signal(self) -> None:
+        self._reload_requested = True
+
+    def _reload(self) -> None:
+        self._reload_requested = False
+        try:
+            cfg = load_config(self.config_path)
+        except ConfigError as exc:
+            self.log.error("reload_refused", problems=exc.lines)
+            return
+        self.cfg = cfg
+        self._build()
+        log.setup(cfg.log.format, cfg.log.level)
+        self.log.info("config_reloaded", config=str(self.config_path))
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        first = True
+        while not self.shutdown.is_set():
+            started = loop.time()
+            if self._reload_requested:
+                self._reload()
+            await self.tick()
+            if first:
+                self.notifier.ready(f"{self.state.state}: {self._reason()}")
+                first = False
+            self.notifier.watchdog()
+            self.metrics.last_tick.set(time.time())
+            delay = max(0.0, started + self.cfg.probe.interval_s - loop.time())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.shutdown.wait()
+
+    # --- one tick -------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        obs = await self.observer.observe()
+        self.last_observation = obs
+        self._export(obs)
+        self.role = await self._role(obs)
+        if self.role == "primary":
+            await self._watch_old_primary(obs)
+            return
+        decision = fsm.decide(self.state, obs, self.policy)
+        self._log_decision(decision)
+        self.state = decision.state
+        self.last_decision = decision
+        self.metrics.state.state(self.state.state.value)
+        self.metrics.consecutive_failures.set(self.state.consecutive_failures)
+        self.metrics.decisions.labels(decision.reason_code.value).inc()
+        if self.state.state is State.DONE_FLAGGED:
+            await self._refence(obs)
+        if decision.plan and time.monotonic() >= self._next_plan_at:
+            ok = await self.executor.run(
+                decision.plan,
+                decision.plan_kind,
+                decision.reason,
+                obs.primary,
+                obs.replica,
+                on_progress=self.notifier.watchdog,
+            )
+            if not ok:
+                self._next_plan_at = time.monotonic() + RETRY_AFTER_FAILED_PLAN_S
+
+    async def _refence(self, obs: Observation) -> None:
+        """After a failover, fence the old primary again the moment it shows up alive.
+
+        A supervisor may restart its mysqld writable, or a frozen host may thaw still holding
+        the VIP (its kernel answers ARP for it). Only the node that the flag names as the new
+        primary does this, and only against the old primary.
+        """
+        try:
+            flag = read_flag(Path(self.cfg.failover.flag_file)) or {}
+        except RecordError:
+            return
+        if flag.get("new_primary") != self.me or flag.get("old_primary") != obs.primary:
+            return
+        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
+            return
+        problems = await self._old_primary_problems(obs)
+        if not problems:
+            return
+        self.log.warning("old_primary_alive", node=obs.primary, problems=problems)
+        plan = build_failover_plan(self.policy.plan, obs.primary, self.me, ssh_reachable=True)
+        for step in plan:
+            if step.node != obs.primary:
+                continue
+            outcome = await run_step(step, self.nodes)
+            self.log.log(
+                20 if outcome.ok else 40,
+                "old_primary_refenced",
+                node=obs.primary,
+                step=step.key,
+                ok=outcome.ok,
+                detail=outcome.detail,
+            )
+
+    async def _old_primary_problems(self, obs: Observation) -> list[str]:
+        problems = []
+        if obs.primary_mysql.status is ProbeStatus.OK:
+            try:
+                if not await self.peers.primary.read_only(self.cfg.probe.mysql_timeout_s):
+                    problems.append("its MySQL is writable")
+            except MySQLError as exc:
+                problems.append(f"its read_only could not be read ({exc})")
+        if obs.primary_ssh.status is ProbeStatus.OK:
+            vip = self.cfg.vip.address
+            iface = self.cfg.peer_of(self.me).interface
+            argv = ["ip", "-o", "-4", "addr", "show", "dev", iface, "to", f"{vip}/32"]
+            try:
+                res = await self.peers.ssh.run(argv, self.cfg.probe.ssh_timeout_s)
+            except RunnerError as exc:
+                problems.append(f"its addresses could not be listed ({exc})")
+            else:
+                if res.ok and res.stdout.strip():
+                    problems.append(f"it holds the VIP {vip}")
+        return problems
+
+    async def _role(self, obs: Observation) -> str:
+        """ "standby" while the local MySQL replicates (or a failover is under way), "primary"
+        when it is writable and no failover is recorded, else "standby" (decide holds)."""
+        rv = obs.replica_view
+        if obs.journal_open or obs.flag_present:
+            return "standby"
+        if rv.probe.status is ProbeStatus.OK and rv.status is not None and not rv.status.configured:
+            return "primary"
+        return "standby"
+
+    async def _watch_old_primary(self, obs: Observation) -> None:
+        """This node is the primary: report it. (Self-fencing against a writable peer that
+        took over is issue 8's.)"""
+        if self.last_decision is None or self.state.state is not State.HEALTHY:
+            self.state = MonitorState(state=State.HEALTHY, since=obs.at)
+        self.metrics.state.state(self.state.state.value)
+
+    def _export(self, obs: Observation) -> None:
+        m = self.metrics
+        m.observe_probe("mysql", obs.primary_mysql)
+        m.observe_probe("icmp", obs.primary_icmp)
+        m.observe_probe("ssh", obs.primary_ssh)
+        m.observe_probe("replica", obs.replica_view.probe)
+        for w in obs.witnesses:
+            m.observe_probe("witness", w)
+        m.observe_replica(obs.replica_view.status)
+        m.flag_present.set(1 if obs.flag_present else 0)
+        for probe in (obs.primary_mysql, obs.primary_icmp, obs.primary_ssh, obs.replica_view.probe):
+            if not probe.answered and probe.status is not ProbeStatus.SKIPPED:
+                self.log.info(
+                    "probe_failed",
+                    probe=probe.name,
+                    target=probe.target,
+                    status=str(probe.status),
+                    latency_s=round(probe.latency_s or 0.0, 3),
+                    detail=probe.detail,
+                    error_code=probe.error_code,
+                )
+
+    def _log_decision(self, d: Decision) -> None:
+        prev = self.last_decision
+        changed = (
+            prev is None
+            or prev.state.state is not d.state.state
+            or prev.reason_code is not d.reason_code
+        )
+        if d.state.state is not self.state.state:
+            self.log.info(
+                "state_changed",
+                from_state=str(self.state.state),
+                to_state=str(d.state.state),
+                reason_code=str(d.reason_code),
+                reason=d.reason,
+            )
+        if changed or d.plan:
+            self.log.info(
+                "decision_made",
+                state=str(d.state.state),
+                event=str(d.event),
+                reason_code=str(d.reason_code),
+                reason=d.reason,
+                consecutive_failures=d.state.consecutive_failures,
+                plan=[describe(s) + f" on {s.node}" for s in d.plan],
+            )
+
+    def _reason(self) -> str:
+        if self.role == "primary":
+            return "this node is the primary; the peer's monha watches it"
+        return self.last_decision.reason if self.last_decision else "starting"
+
+    # --- control API ----------------------------------------------------------------------
+
+    async def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request["cmd"]
+        if cmd == "status":
+            return {"ok": True, **self.status()}
+        if cmd == "resume":
+            return await self._resume()
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def status(self) -> dict[str, Any]:
+        obs = self.last_observation
+        try:
+            flag = read_flag(Path(self.cfg.failover.flag_file))
+        except RecordError as exc:
+            flag = {"error": str(exc)}
+        d = self.last_decision
+        return {
+            "node": self.me,
+            "peer": self.cfg.peer_of(self.me).name,
+            "role": self.role,
+            "state": str(self.state.state),
+            "since": self.state.since,
+            "consecutive_failures": self.state.consecutive_failures,
+            "reason_code": str(d.reason_code) if d and self.role != "primary" else None,
+            "reason": self._reason(),
+            "observation": _observation_dict(obs) if obs else None,
+            "flag": flag,
+        }
+
+    async def _resume(self) -> dict[str, Any]:
+        journal = Journal(Path(self.cfg.failover.journal_file))
+        if journal.open_record() is not None:
+            return {"ok": False, "error": "a failover is unfinished: it must end first"}
+        removed = clear_flag(Path(self.cfg.failover.flag_file))
+        self.log.info("flag_cleared", removed=removed)
+        return {"ok": True, "removed": removed}
+
+
+def _observation_dict(obs: Observation) -> dict[str, Any]:
+    data = asdict(obs)
+    return data
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

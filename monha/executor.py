@@ -1,0 +1,163 @@
+"""Runs a plan step by step, journals each step, and writes the completion flag.
+
+The journal is written before the first step and after each one, so a daemon killed anywhere
+re-reads what already ran and, given the rebuilt plan, runs only the rest: no step that
+finished is repeated, and the flag is written exactly once. A step that fails with
+on_failure=STOP ends the run with the journal left open; the next tick decides again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from monha import log
+from monha.journal import Journal, JournalRecord, write_flag
+from monha.metrics import Metrics
+from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
+from monha.plan import describe
+from monha.steps import Nodes, Outcome, run_step
+
+
+class Executor:
+    def __init__(self, journal: Journal, nodes: Nodes, metrics: Metrics, *, cluster: str) -> None:
+        self.journal = journal
+        self.nodes = nodes
+        self.metrics = metrics
+        self.cluster = cluster
+        self.log = log.get("monha.executor")
+
+    def _begin(
+        self, plan: tuple[Step, ...], kind: PlanKind, reason: str, old: str, new: str
+    ) -> JournalRecord:
+        record = self.journal.open_record() if kind is PlanKind.RESUME else None
+        if record is not None:
+            self.log.info(
+                "failover_resumed",
+                failover_id=record.failover_id,
+                finished=sorted(record.finished_steps()),
+            )
+            return record
+        record = JournalRecord(
+            failover_id=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+            kind="failover",
+            started_at=time.time(),
+            old_primary=old,
+            new_primary=new,
+            reason=reason,
+            steps=[s.key for s in plan],
+        )
+        self.journal.begin(record)
+        self.log.info(
+            "failover_started",
+            failover_id=record.failover_id,
+            old_primary=old,
+            new_primary=new,
+            reason=reason,
+            steps=record.steps,
+        )
+        return record
+
+    async def run(
+        self,
+        plan: tuple[Step, ...],
+        kind: PlanKind,
+        reason: str,
+        old: str,
+        new: str,
+        *,
+        on_progress: Callable[[], None] = lambda: None,
+    ) -> bool:
+        """Run (or resume) a failover plan. True when it reached the flag."""
+        record = self._begin(plan, kind, reason, old, new)
+        done = record.finished_steps()
+        for index, step in enumerate(plan):
+            if step.key in done:
+                continue
+            started = time.time()
+            t0 = time.monotonic()
+            self.log.info(
+                "step_started",
+                failover_id=record.failover_id,
+                step=step.key,
+                index=index,
+                node=step.node,
+                what=describe(step),
+                timeout_s=step.timeout_s,
+            )
+            if step.kind is StepKind.WRITE_FLAG:
+                outcome = self._write_flag(step, record)
+            else:
+                outcome = await run_step(step, self.nodes)
+            duration = time.monotonic() - t0
+            result = StepResult(
+                step=step.key,
+                node=step.node,
+                ok=outcome.ok,
+                started_at=started,
+                duration_s=round(duration, 3),
+                detail=outcome.detail,
+                data=outcome.data,
+            )
+            self.journal.record_step(record, result)
+            on_progress()
+            self.metrics.step_duration.labels(str(step.kind)).set(duration)
+            event = "step_finished" if outcome.ok else "step_failed"
+            self.log.log(
+                20 if outcome.ok else 40,
+                event,
+                failover_id=record.failover_id,
+                step=step.key,
+                node=step.node,
+                ok=outcome.ok,
+                duration_s=round(duration, 3),
+                detail=outcome.detail,
+                on_failure=str(step.on_failure),
+            )
+            if not outcome.ok and step.on_failure is OnFailure.STOP:
+                self.metrics.failovers.labels("failed").inc()
+                self.log.error(
+                    "failover_stopped",
+                    failover_id=record.failover_id,
+                    step=step.key,
+                    detail=outcome.detail,
+                )
+                return False
+        self.journal.finish(record)
+        total = time.time() - record.started_at
+        self.metrics.failovers.labels("succeeded").inc()
+        self.metrics.failover_duration.set(total)
+        self.metrics.last_failover.set(time.time())
+        self.log.info(
+            "failover_finished",
+            failover_id=record.failover_id,
+            duration_s=round(total, 3),
+            new_primary=record.new_primary,
+        )
+        return True
+
+    def _write_flag(self, step: Step, record: JournalRecord) -> Outcome:
+        path = Path(step.arg("path"))
+        report: dict[str, Any] = {
+            "monha_flag": 1,
+            "cluster": self.cluster,
+            "failover_id": record.failover_id,
+            "kind": record.kind,
+            "reason": record.reason,
+            "started_at": record.started_at,
+            "finished_at": time.time(),
+            "old_primary": record.old_primary,
+            "new_primary": record.new_primary,
+            "steps": record.done,
+            "failback": dict(record.data),
+            "clear_with": "monha-ctl resume (after failback), or remove this file",
+        }
+        try:
+            write_flag(path, report)
+        except OSError as exc:
+            return Outcome(False, f"writing {path}: {exc.strerror}")
+        self.metrics.flag_present.set(1)
+        return Outcome(True, f"flag written to {path}")
