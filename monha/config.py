@@ -191,10 +191,15 @@ class Mysql(Base):
         return self
 
     def monitor_secret(self) -> SecretStr:
-        return self.monitor_password or load_secret(Path(str(self.monitor_password_file)))
+        """The monitor user's password: inline, or read (and permission-checked) from its file."""
+        if self.monitor_password is not None:
+            return self.monitor_password
+        return load_secret(Path(str(self.monitor_password_file)))
 
     def replication_secret(self) -> SecretStr:
-        return self.replication_password or load_secret(Path(str(self.replication_password_file)))
+        if self.replication_password is not None:
+            return self.replication_password
+        return load_secret(Path(str(self.replication_password_file)))
 
 
 class Probe(Base):

@@ -125,7 +125,10 @@ class Observation:
     replica_view: ReplicaView
     witnesses: tuple[ProbeResult, ...] = ()
     flag_present: bool = False
-    journal_open: bool = False  # a failover was started and not finished (read from the journal)
+    # A failover was started and not finished (read from the journal). "Finished" means its
+    # write_flag step is recorded done: a flag on disk with the journal still open must not
+    # look like an unfinished failover once the operator clears the flag.
+    journal_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
