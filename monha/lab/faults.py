@@ -177,17 +177,19 @@ class Faults:
         state = self.lab.state()
         if state is None:
             return
-        holders = [r for r in state.procs_named(_HOLDER, node) if is_alive(r.pid, r.start)]
-        kill_now([r.pid for r in holders])
+        sock = self.lab.socket(node)
+        holders = [r.pid for r in state.procs_named(_HOLDER, node) if is_alive(r.pid, r.start)]
+        # SIGTERM: the holder restores max_connections over a slot it still holds.
+        signal_pids(holders, signal.SIGTERM)
+        kill_now(wait_gone(holders, 5.0))
         olds = [i.split(":", 1)[1] for i in state.faults.get("too-many-connections", [])
                 if i.startswith(f"{node}:")]  # fmt: skip
         if olds:
             deadline = time.monotonic() + 10
             while True:
                 try:
-                    mariadb.sql(
-                        self.lab.socket(node), f"SET GLOBAL max_connections = {int(olds[0])}"
-                    )
+                    if mariadb.sql(sock, "SELECT @@global.max_connections").strip() != olds[0]:
+                        mariadb.sql(sock, f"SET GLOBAL max_connections = {int(olds[0])}")
                     break
                 except CommandError:
                     if time.monotonic() > deadline:
@@ -271,6 +273,8 @@ class Faults:
         _check_node(node)
         if not 0 <= percent <= 100:
             raise FaultError("percent must be 0-100")
+        # numgen's range is 0-99: 100 % is a plain drop.
+        rule = "drop" if percent == 100 else f"numgen random mod 100 < {percent} drop"
         self._nft_delete(node, "inet", _TABLE_LOSS)
         self._nft(
             node,
@@ -278,7 +282,7 @@ class Faults:
   chain input {{
     type filter hook input priority 0; policy accept;
     iif "lo" accept
-    numgen random mod 100 < {percent} drop
+    {rule}
   }}
 }}
 """,
