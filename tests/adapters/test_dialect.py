@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from monha.dialect import (
+    ContactSample,
     Dialect,
     DialectError,
     Flavor,
@@ -17,6 +18,8 @@ from monha.dialect import (
     parse_replica_status,
     pick_default_row,
     received_heartbeats,
+    seconds_since_heard,
+    update_contact,
 )
 from monha.model import BinlogCoordinates
 from tests.adapters.recorded import (
@@ -385,3 +388,64 @@ def test_parse_binlog_status() -> None:
         parse_binlog_status({"File": "x", "Position": "abc"})
     with pytest.raises(DialectError, match="File / Position"):
         parse_binlog_status({"Filename": "x"})
+
+
+# --- "heard from the primary" from successive samples -----------------------------------------
+
+
+def _s(
+    at: float, beats: int | None, pos: int, io: str = "Yes", file: str = "bin.000001"
+) -> ContactSample:
+    return ContactSample(at, beats, file, pos, io)
+
+
+def test_contact_unknown_until_two_samples() -> None:
+    c = update_contact(None, _s(10.0, 5, 100))
+    assert seconds_since_heard(c, 10.0) is None
+    assert seconds_since_heard(None, 10.0) is None
+
+
+def test_contact_heartbeat_counts_as_heard() -> None:
+    c = update_contact(None, _s(10.0, 5, 100))
+    c = update_contact(c, _s(11.0, 6, 100))
+    assert seconds_since_heard(c, 11.0) == 0.0
+    c = update_contact(c, _s(12.0, 6, 100))
+    c = update_contact(c, _s(13.0, 6, 100))
+    assert seconds_since_heard(c, 13.5) == pytest.approx(2.5)
+
+
+def test_contact_events_count_as_heard_while_io_runs() -> None:
+    c = update_contact(None, _s(10.0, 5, 100))
+    c = update_contact(c, _s(11.0, 5, 900))  # busy primary: events, no heartbeats
+    assert seconds_since_heard(c, 11.0) == 0.0
+    c = update_contact(c, _s(12.0, 5, 900, file="bin.000002"))  # a rotation is an event too
+    assert seconds_since_heard(c, 12.0) == 0.0
+
+
+def test_contact_without_io_thread_position_change_is_not_contact() -> None:
+    c = update_contact(None, _s(10.0, 5, 100))
+    c = update_contact(c, _s(11.0, 5, 4, io="No", file="other.000001"))  # reconfigured
+    assert seconds_since_heard(c, 11.0) == pytest.approx(1.0)
+
+
+def test_contact_counter_reset_is_a_new_baseline_not_contact() -> None:
+    c = update_contact(None, _s(10.0, 50, 100))
+    c = update_contact(c, _s(11.0, 0, 100))
+    assert seconds_since_heard(c, 11.0) == pytest.approx(1.0)
+    c = update_contact(c, _s(12.0, 1, 100))
+    assert seconds_since_heard(c, 12.0) == 0.0
+
+
+def test_contact_silence_is_a_lower_bound_from_the_first_sample() -> None:
+    # Nothing ever changed: silent at least since the first sample.
+    c = update_contact(None, _s(10.0, None, 100, io="Connecting"))
+    for t in (11.0, 12.0, 13.0):
+        c = update_contact(c, _s(t, None, 100, io="Connecting"))
+    assert seconds_since_heard(c, 13.0) == pytest.approx(3.0)
+
+
+def test_contact_clock_going_backwards_starts_over() -> None:
+    c = update_contact(None, _s(10.0, 5, 100))
+    c = update_contact(c, _s(11.0, 6, 100))
+    c = update_contact(c, _s(5.0, 6, 100))
+    assert seconds_since_heard(c, 5.0) is None
