@@ -60,10 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["load"]:
-        # The load generator parses its own options (including --prefix).
-        from monha.lab import load  # type: ignore[attr-defined]
-
-        return int(load.main(args_list[1:]) or 0)
+        return _load(args_list[1:])
     args = _parser().parse_args(args_list)
     try:
         lab = Lab(args.prefix)
@@ -78,6 +75,40 @@ def main(argv: list[str] | None = None) -> int:
     except (CommandError, FaultError) as exc:
         print(f"monha-lab: {exc}", file=sys.stderr)
         return 1
+
+
+def _pop_prefix(argv: list[str]) -> tuple[str | None, list[str]]:
+    rest: list[str] = []
+    prefix: str | None = None
+    it = iter(argv)
+    for item in it:
+        if item == "--prefix":
+            prefix = next(it, None)
+        elif item.startswith("--prefix="):
+            prefix = item.split("=", 1)[1]
+        else:
+            rest.append(item)
+    return prefix, rest
+
+
+def _load(argv: list[str]) -> int:
+    """`monha-lab load [--prefix P] ARGS`: the write-load generator, run in the lab's client
+    namespace when the lab is up (only from there is the VIP reachable); ARGS go to
+    `monha.lab.load.main` unchanged."""
+    prefix, rest = _pop_prefix(argv)
+    try:
+        lab = Lab(prefix)
+    except PrefixError as exc:
+        print(f"monha-lab: {exc}", file=sys.stderr)
+        return 2
+    client = lab.paths.netns_path("client")
+    if os.environ.get("MONHA_LAB_NETNS") != str(client) and client.exists():
+        env = {**os.environ, "MONHA_LAB_NETNS": str(client)}
+        cmd = ["nsenter", f"--net={client}", "--", sys.executable, "-m", "monha.lab.cli"]
+        os.execvpe("nsenter", [*cmd, "load", "--prefix", lab.prefix, *rest], env)
+    from monha.lab import load  # the load generator's own module, imported only when used
+
+    return int(load.main(rest) or 0)
 
 
 def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
