@@ -72,6 +72,7 @@ class Daemon:
         self.last_decision: Decision | None = None
         self.last_observation: Observation | None = None
         self.role = "unknown"
+        self.idle_primary = False
         self._reload_requested = False
         self._signals = 0
         self._next_plan_at = 0.0
@@ -217,7 +218,8 @@ class Daemon:
         self.last_observation = obs
         self._export(obs)
         self.role = await self._role(obs)
-        if self.role == "primary":
+        self.idle_primary = self.role == "primary" and not (obs.flag_present or obs.journal_open)
+        if self.idle_primary:
             await self._watch_old_primary(obs)
             return
         decision = fsm.decide(self.state, obs, self.policy)
@@ -296,11 +298,13 @@ class Daemon:
         return problems
 
     async def _role(self, obs: Observation) -> str:
-        """ "standby" while the local MySQL replicates (or a failover is under way), "primary"
-        when it is writable and no failover is recorded, else "standby" (decide holds)."""
+        """"primary" when the local MySQL answers and replicates from nobody, else "standby".
+
+        A primary with no failover recorded (no journal, no flag) has nothing to decide: the
+        peer's monha watches it. With a flag or an open journal the state machine still runs,
+        so that the flag's reason is reported and an unfinished failover is finished.
+        """
         rv = obs.replica_view
-        if obs.journal_open or obs.flag_present:
-            return "standby"
         if rv.probe.status is ProbeStatus.OK and rv.status is not None and not rv.status.configured:
             return "primary"
         return "standby"
@@ -353,7 +357,7 @@ class Daemon:
             self.log.info(
                 "decision_made",
                 state=str(d.state.state),
-                event=str(d.event),
+                observed=str(d.event),
                 reason_code=str(d.reason_code),
                 reason=d.reason,
                 consecutive_failures=d.state.consecutive_failures,
@@ -361,7 +365,7 @@ class Daemon:
             )
 
     def _reason(self) -> str:
-        if self.role == "primary":
+        if self.idle_primary:
             return "this node is the primary; the peer's monha watches it"
         return self.last_decision.reason if self.last_decision else "starting"
 
@@ -389,7 +393,7 @@ class Daemon:
             "state": str(self.state.state),
             "since": self.state.since,
             "consecutive_failures": self.state.consecutive_failures,
-            "reason_code": str(d.reason_code) if d and self.role != "primary" else None,
+            "reason_code": str(d.reason_code) if d and not self.idle_primary else None,
             "reason": self._reason(),
             "observation": _observation_dict(obs) if obs else None,
             "flag": flag,

@@ -140,10 +140,6 @@ def _fence(
     if ssh_reachable:
         return (
             _vip(p, StepKind.VIP_DOWN, old, STOP),
-            *(
-                Step(StepKind.STOP_SERVICE, old, s.timeout_s, CONTINUE, (("name", s.name),), s.stop)
-                for s in p.cold
-            ),
             Step(StepKind.FENCE_MYSQL, old, p.fence_timeout_s, CONTINUE, (), p.mysql_stop_argv),
         )
     if use_command:
@@ -169,6 +165,13 @@ def _agents(p: PlanInputs, old: str, new: str, *, old_reachable: bool) -> tuple[
             for n in nodes
         ]
     return tuple(steps)
+
+
+def _stop_services(p: PlanInputs, old: str) -> tuple[Step, ...]:
+    return tuple(
+        Step(StepKind.STOP_SERVICE, old, s.timeout_s, CONTINUE, (("name", s.name),), s.stop)
+        for s in p.cold
+    )
 
 
 def _start_services(p: PlanInputs, new: str) -> tuple[Step, ...]:
@@ -234,6 +237,11 @@ def build_failover_plan(
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
         Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
+        # The old primary's cold-standby services stop here, not while fencing: a Zabbix
+        # server whose database died can take 10 s and more to stop, and clients need the
+        # VIP and a writable database first. Nothing is lost by waiting: the old one cannot
+        # write (its MySQL is down or read_only), and it is stopped before the new one starts.
+        *(_stop_services(p, old_primary) if ssh_reachable else ()),
         *_start_services(p, new_primary),
         *_agents(p, old_primary, new_primary, old_reachable=ssh_reachable),
         *_hot_checks(p, new_primary),

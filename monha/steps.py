@@ -36,8 +36,9 @@ class Nodes:
     background: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
-# `ip` says these when the address is already absent / already present: the goal is reached.
-_ABSENT = "Cannot assign requested address"
+# What `ip` says when the address is already absent (older and newer iproute2) or already
+# present: the step's goal is reached either way.
+_ABSENT = ("Cannot assign requested address", "Address not found")
 _PRESENT = "File exists"
 
 
@@ -61,7 +62,7 @@ async def vip_down(step: Step, nodes: Nodes) -> Outcome:
     result = await _run(nodes, step, ["ip", "addr", "del", vip, "dev", step.arg("interface")])
     if result.ok:
         return Outcome(True, f"removed {vip} from {step.arg('interface')}")
-    if _ABSENT in _text(result):
+    if any(text in _text(result) for text in _ABSENT):
         return Outcome(True, f"{vip} was not on {step.arg('interface')}")
     return Outcome(False, f"removing {vip}: {result.summary()}")
 

@@ -15,13 +15,15 @@ K = StepKind
 INPUTS = PlanInputs.from_config(CONFIG)
 WITH_FENCE = dataclasses.replace(INPUTS, fence_argv=("/usr/local/sbin/fence-node1",))
 
-# The Getperf master_ip_failover hook's order, one phase per hook step.
+# The Getperf master_ip_failover hook's order, one phase per hook step. One deliberate change:
+# the old primary's cold-standby services stop after the VIP moves (a Zabbix server whose
+# database died takes 10 s and more to stop) but still before the new primary starts them.
 HOOK_ORDER: list[set[StepKind]] = [
-    {K.VIP_DOWN, K.STOP_SERVICE, K.FENCE_MYSQL, K.FENCE_COMMAND},  # 1 fence the old primary
+    {K.VIP_DOWN, K.FENCE_MYSQL, K.FENCE_COMMAND},  # 1 fence the old primary
     {K.CATCH_UP},  # 2
     {K.PROMOTE},  # 3
     {K.VIP_UP},  # 4
-    {K.START_SERVICE},  # 5
+    {K.STOP_SERVICE, K.START_SERVICE},  # 5 (old stops, then new starts)
     {K.RESTART_AGENT},  # 6
     {K.CHECK_HOT},  # 7
     {K.WRITE_FLAG},  # 8
@@ -58,11 +60,11 @@ def test_failover_plan_follows_the_hook_order(kw: dict[str, object]) -> None:
 def test_the_example_plan_step_by_step() -> None:
     assert [(s.kind, s.node, s.on_failure) for s in failover()] == [
         (K.VIP_DOWN, "node1", "stop"),
-        (K.STOP_SERVICE, "node1", "continue"),
         (K.FENCE_MYSQL, "node1", "continue"),
         (K.CATCH_UP, "node2", "continue"),
         (K.PROMOTE, "node2", "stop"),
         (K.VIP_UP, "node2", "stop"),
+        (K.STOP_SERVICE, "node1", "continue"),
         (K.START_SERVICE, "node2", "continue"),
         (K.RESTART_AGENT, "node2", "continue"),
         (K.CHECK_HOT, "node2", "continue"),
@@ -74,6 +76,11 @@ def test_the_example_plan_step_by_step() -> None:
 def test_read_only_goes_off_before_the_vip_moves() -> None:
     kinds = [s.kind for s in failover()]
     assert kinds.index(K.PROMOTE) < kinds.index(K.VIP_UP)
+
+
+def test_the_old_cold_service_stops_before_the_new_one_starts() -> None:
+    kinds = [(s.kind, s.node) for s in failover()]
+    assert kinds.index((K.STOP_SERVICE, "node1")) < kinds.index((K.START_SERVICE, "node2"))
 
 
 def test_steps_carry_what_the_executor_needs() -> None:
