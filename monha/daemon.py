@@ -298,7 +298,7 @@ class Daemon:
         return problems
 
     async def _role(self, obs: Observation) -> str:
-        """"primary" when the local MySQL answers and replicates from nobody, else "standby".
+        """The role: "primary" when the local MySQL answers and replicates from nobody.
 
         A primary with no failover recorded (no journal, no flag) has nothing to decide: the
         peer's monha watches it. With a flag or an open journal the state machine still runs,
