@@ -147,7 +147,10 @@ def render(status: dict[str, Any]) -> str:
     row("namespaces", lambda n: n.get("namespaces"))
     row("link up", lambda n: n.get("link_up"))
     row("mariadbd pid", lambda n: n.get("mariadbd_pid") or "-")
-    row("mariadbd alive", lambda n: n.get("mariadbd_alive"))
+    row(
+        "mariadbd alive",
+        lambda n: "frozen" if n.get("mariadbd_state") in ("T", "t") else n.get("mariadbd_alive"),
+    )
     row("read_only", lambda n: n.get("read_only"))
     row("replica IO", lambda n: repl(n, "io_running"))
     row("replica SQL", lambda n: repl(n, "sql_running"))
