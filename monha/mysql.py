@@ -257,8 +257,13 @@ class Server:
         what: str,
         statements: Sequence[tuple[str, Sequence[Any] | None]],
         timeout_s: float | None,
+        secrets: Sequence[str] = (),
     ) -> list[list[dict[str, Any]]]:
-        """Run statements in order on the shared connection; return each one's rows as dicts."""
+        """Run statements in order on the shared connection; return each one's rows as dicts.
+
+        `secrets` are passwords bound in `statements` (besides the login one) that must be
+        scrubbed from any error text.
+        """
         t = self._timeout_s if timeout_s is None else timeout_s
         async with self._lock:
             try:
@@ -285,11 +290,17 @@ class Server:
                     code is None or code >= 2000  # client-side: connection lost or never made
                 ):
                     self._drop()
-                text = _scrub(_error_text(exc), self._password)
+                text = _error_text(exc)
+                for secret in (self._password, *secrets):
+                    text = _scrub(text, secret)
                 raise MySQLError(f"{self.describe()}: {what}: {text}", code) from None
-            except OSError as exc:
+            except Exception as exc:
+                # OSError, or the driver tripping over a reply that is not MySQL's protocol.
                 self._drop()
-                raise MySQLError(f"{self.describe()}: {what}: {exc}") from None
+                text = _error_text(exc)
+                for secret in (self._password, *secrets):
+                    text = _scrub(text, secret)
+                raise MySQLError(f"{self.describe()}: {what}: {text}") from None
 
     async def _one(
         self, what: str, sql: str, timeout_s: float | None, params: Sequence[Any] | None = None
@@ -463,7 +474,9 @@ class Server:
             use_gtid=use_gtid,
         )
         statements.append((sql, params))
-        await self._run(f"change source to {host}:{port}", statements, timeout_s)
+        await self._run(
+            f"change source to {host}:{port}", statements, timeout_s, secrets=(password,)
+        )
         self._contact = None  # counters restart with the new source
 
     async def start_replica(self, timeout_s: float | None = None) -> None:

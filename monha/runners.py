@@ -68,6 +68,10 @@ class RunnerError(Exception):
     """The command could not be run at all (it never started)."""
 
 
+class RunnerTimeout(RunnerError):
+    """No connection or session could be opened within the time allowed."""
+
+
 class HostKeyError(RunnerError):
     """The peer's SSH host key is not the one recorded in known_hosts (or none is recorded)."""
 
@@ -245,7 +249,7 @@ class SshRunner:
                 self.host, self.port, self.known_hosts, self._key_problem()
             ) from None
         except TimeoutError:
-            raise RunnerError(
+            raise RunnerTimeout(
                 f"{self.describe()}: no SSH connection within {self.connect_timeout_s:g} s"
             ) from None
         except (OSError, asyncssh.Error) as exc:
@@ -316,7 +320,9 @@ class SshRunner:
                 await proc.wait()
         except TimeoutError:
             if proc is None:
-                raise RunnerError(f"{self.describe()}: no session within {timeout_s:g} s") from None
+                raise RunnerTimeout(
+                    f"{self.describe()}: no session within {timeout_s:g} s"
+                ) from None
             timed_out = True
         finally:
             if proc is not None and (timed_out or proc.exit_status is None):
@@ -343,7 +349,7 @@ class SshRunner:
                 name, self.host, ProbeStatus.FAILED, time.monotonic() - start, str(exc)
             )
         except RunnerError as exc:
-            status = ProbeStatus.TIMEOUT if "within" in str(exc) else ProbeStatus.FAILED
+            status = ProbeStatus.TIMEOUT if isinstance(exc, RunnerTimeout) else ProbeStatus.FAILED
             return ProbeResult(name, self.host, status, time.monotonic() - start, str(exc))
         if result.timed_out:
             return ProbeResult(
