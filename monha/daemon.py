@@ -31,6 +31,7 @@ from monha.model import (
     ProbeStatus,
     ReasonCode,
     State,
+    Step,
     StepKind,
 )
 from monha.mysql import MySQLError, Server
@@ -38,7 +39,7 @@ from monha.observe import Observer, Peers, local_node
 from monha.plan import build_failover_plan, describe
 from monha.runners import LocalRunner, RunnerError, SshRunner
 from monha.sdnotify import Notifier
-from monha.steps import Nodes, drain_background, run_step
+from monha.steps import Nodes, Outcome, drain_background, run_step
 
 # After a plan stopped on a failed step, wait this long before the next attempt: the journal
 # keeps what finished, and hammering a failing step every tick helps nobody.
@@ -263,18 +264,30 @@ class Daemon:
             return
         self.log.warning("old_primary_alive", node=obs.primary, problems=problems)
         plan = build_failover_plan(self.policy.plan, obs.primary, self.me, ssh_reachable=True)
+        by_kind = {(s.kind, s.node): s for s in plan}
+        old = obs.primary
+        # read_only first and the VIP at the same time: those two stop split-brain writes.
+        urgent = [by_kind[(k, old)] for k in (StepKind.FENCE_MYSQL, StepKind.VIP_DOWN)]
+        outcomes = await asyncio.gather(*(run_step(s, self.nodes) for s in urgent))
+        for step, outcome in zip(urgent, outcomes, strict=True):
+            self._log_refence(step, outcome)
+        # The old primary may have answered ARP for the VIP while it was back: announce the
+        # VIP again from here so that clients' caches point at this node.
+        announce = by_kind[(StepKind.VIP_UP, self.me)]
+        self._log_refence(announce, await run_step(announce, self.nodes))
         for step in plan:
-            if step.node != obs.primary:
-                continue
-            outcome = await run_step(step, self.nodes)
-            self.log.log(
-                20 if outcome.ok else 40,
-                "old_primary_refenced",
-                node=obs.primary,
-                step=step.key,
-                ok=outcome.ok,
-                detail=outcome.detail,
-            )
+            if step.kind is StepKind.STOP_SERVICE and step.node == old:
+                self._log_refence(step, await run_step(step, self.nodes))
+
+    def _log_refence(self, step: Step, outcome: Outcome) -> None:
+        self.log.log(
+            20 if outcome.ok else 40,
+            "old_primary_refenced",
+            node=step.node,
+            step=step.key,
+            ok=outcome.ok,
+            detail=outcome.detail,
+        )
 
     async def _old_primary_problems(self, obs: Observation) -> list[str]:
         problems = []

@@ -16,7 +16,7 @@ from pathlib import Path
 from monha import probes
 from monha.config import Config
 from monha.journal import Journal, RecordError, read_flag
-from monha.model import Observation, ProbeResult, ProbeStatus, ReplicaView
+from monha.model import Observation, ProbeResult, ProbeStatus
 from monha.mysql import Server, probe_alive
 from monha.runners import SshRunner
 
@@ -68,6 +68,12 @@ class Observer:
     async def observe(self) -> Observation:
         at = time.time()
         p = self.cfg.probe
+
+        # No probe may outlast the tick: a dead host would otherwise stretch every tick to
+        # the slowest timeout and delay detection by that much per counted failure.
+        def bounded(timeout_s: float) -> float:
+            return min(timeout_s, p.interval_s)
+
         peer = self.peer
         mysql, icmp, ssh, replica, *witnesses = await asyncio.gather(
             probe_alive(
@@ -75,13 +81,13 @@ class Observer:
                 peer.mysql_port,
                 self.cfg.mysql.monitor_user,
                 self._password,
-                p.mysql_timeout_s,
+                bounded(p.mysql_timeout_s),
                 target=peer.name,
             ),
-            probes.icmp(peer.address, p.icmp_timeout_s),
-            self.peers.ssh.reachable(p.ssh_timeout_s),
-            self._replica(at),
-            *(probes.icmp(w.address, p.icmp_timeout_s) for w in self.cfg.witness),
+            probes.icmp(peer.address, bounded(p.icmp_timeout_s)),
+            self.peers.ssh.reachable(bounded(p.ssh_timeout_s)),
+            self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
+            *(probes.icmp(w.address, bounded(p.icmp_timeout_s)) for w in self.cfg.witness),
         )
         witness_results = tuple(
             ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
@@ -104,9 +110,6 @@ class Observer:
             flag_present=self.flag_present(),
             journal_open=journal_open,
         )
-
-    async def _replica(self, at: float) -> ReplicaView:
-        return await self.peers.local.observe_replica(at, self.cfg.probe.mysql_timeout_s)
 
     def flag_present(self) -> bool:
         try:

@@ -39,7 +39,7 @@ class Nodes:
 # What `ip` says when the address is already absent (older and newer iproute2) or already
 # present: the step's goal is reached either way.
 _ABSENT = ("Cannot assign requested address", "Address not found")
-_PRESENT = "File exists"
+_PRESENT = ("File exists", "Address already assigned")
 
 
 def _text(result: CommandResult) -> str:
@@ -72,7 +72,7 @@ async def vip_up(step: Step, nodes: Nodes) -> Outcome:
     iface = step.arg("interface")
     argv = ["ip", "addr", "add", vip, "dev", iface, "label", step.arg("label")]
     result = await _run(nodes, step, argv)
-    if not result.ok and _PRESENT not in _text(result):
+    if not result.ok and not any(text in _text(result) for text in _PRESENT):
         return Outcome(False, f"adding {vip}: {result.summary()}")
     count = int(step.arg("arp_count", "0") or 0)
     detail = f"{vip} up on {iface} as {step.arg('label')}"

@@ -25,11 +25,11 @@ TOO_MANY_CONNECTIONS = 1040
 MAX_HELD = 64
 
 
-def _connect(socket: str) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+def _connect(socket: str) -> pymysql.connections.Connection:
     return pymysql.connect(unix_socket=socket, user="mha", password=USERS["mha"], connect_timeout=3)
 
 
-def hold(socket: str) -> tuple[pymysql.connections.Connection, int, int]:  # type: ignore[type-arg]
+def hold(socket: str) -> tuple[pymysql.connections.Connection, int, int]:
     """Take every slot; return the first connection, the old max_connections, slots held."""
     held: list[object] = []
     first = _connect(socket)

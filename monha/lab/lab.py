@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from monha.lab import config_writer, mariadb, netns, services, sshd
+from monha.lab.faults import Faults
 from monha.lab.names import (
     ADDRESSES,
     CACHE_ROOT,
@@ -41,6 +42,7 @@ from monha.lab.proc import (
     start_time,
 )
 from monha.lab.state import LabState, StateStore
+from monha.lab.status import collect
 
 Log = Callable[[str], None]
 
@@ -120,14 +122,12 @@ class Lab:
         return holders
 
     def status(self) -> dict[str, Any]:
-        from monha.lab.status import collect
-
+        """What runs where (the dict `monha-lab status --json` prints)."""
         return collect(self)
 
     @property
-    def faults(self) -> Any:
-        from monha.lab.faults import Faults
-
+    def faults(self) -> Faults:
+        """The fault injector: lab.faults.freeze("node1"), lab.faults.cut_link(), ..."""
         return Faults(self)
 
     # --- up -----------------------------------------------------------------------------

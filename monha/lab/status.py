@@ -7,7 +7,7 @@ frozen or killed node makes the status slower by at most a probe timeout, never 
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from monha.lab import mariadb, services, sshd
@@ -76,7 +76,7 @@ def _node(lab: Lab, node: str, pool: ThreadPoolExecutor) -> dict[str, Any]:
     info["mariadbd_state"] = proc_state(pid) if pid else None
     sshd_recs = [r for r in (state.procs if state else []) if r.name == "sshd" and r.node == node]
     info["sshd_alive"] = any(is_alive(r.pid, r.start) for r in sshd_recs)
-    futures = {
+    futures: dict[str, Future[Any]] = {
         "mysql": pool.submit(_mysql, lab, node),
         "http": pool.submit(http_get, lab, f"http://{ADDRESSES[node]}/"),
         "ws": pool.submit(http_get, lab, f"http://{ADDRESSES[node]}:{WS_PORT}/axis2/"),

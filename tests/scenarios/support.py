@@ -108,9 +108,17 @@ class Monha:
 
     def stop(self) -> None:
         end_pid(self.pid)
+        self.keep_log()
 
     def kill(self) -> None:
         end_pid(self.pid, signal.SIGKILL)
+        self.keep_log()
+
+    def keep_log(self) -> None:
+        """Copy the log out of the lab, which `down` removes, for a post-mortem."""
+        keep = Path("/tmp/monha-test-logs")
+        keep.mkdir(exist_ok=True)
+        (keep / f"{self.lab.prefix}-{self.log.name}").write_bytes(self.log.read_bytes())
 
 
 def flag_path(lab: Lab, node: str) -> Path:

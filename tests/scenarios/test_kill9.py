@@ -38,7 +38,9 @@ def monha(lab: Lab) -> Iterator[Monha]:
 
 
 def test_healthy_before_any_fault(lab: Lab, monha: Monha) -> None:
-    s = wait_for("a healthy decision", lambda: (s := monha.status())["state"] == "healthy" and s, 10)
+    s = wait_for(
+        "a healthy decision", lambda: (s := monha.status())["state"] == "healthy" and s, 10
+    )
     assert s["role"] == "standby" and s["reason_code"] == "primary_ok"
     assert s["flag"] is None
     assert lab.vip_holders() == ["node1"]
@@ -86,8 +88,10 @@ def test_with_the_flag_a_second_fault_does_not_fail_over(lab: Lab, monha: Monha)
     lab.faults.kill_mysqld("node1")
     wait_for(
         "node1's MySQL probe to fail a few times",
-        lambda: len(monha.events("probe_failed")) > 0
-        and monha.status()["observation"]["primary_mysql"]["status"] != "ok",
+        lambda: (
+            len(monha.events("probe_failed")) > 0
+            and monha.status()["observation"]["primary_mysql"]["status"] != "ok"
+        ),
         10,
     )
     time.sleep(5)  # longer than detection: three probes at 1 s
