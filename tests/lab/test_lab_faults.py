@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -173,3 +175,22 @@ def test_replication_still_healthy_after_the_faults(lab: Lab) -> None:
     assert replica["seconds_behind"] == 0
     assert status["vip_http"] == "node1"
     assert status["ssh_node2_to_node1"] is True
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "monha.lab.cli", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+def test_faults_from_the_command_line(lab: Lab) -> None:
+    p = ("--prefix", lab.prefix)
+    done = _cli("fault", *p, "loss", "node1", "100")
+    assert done.returncode == 0, done.stderr
+    assert not ping(lab, "client", N1)
+    assert _cli("fault", *p, "loss-clear", "node1").returncode == 0
+    assert ping(lab, "client", N1)
+    assert _cli("fault", *p, "loss", "node1").returncode == 1  # no percent
+    assert _cli("fault", *p, "freeze", "node3").returncode == 1
+    assert _cli("fault", *p, "cut-link", "node1").returncode == 1
+    assert _cli("fault", "--prefix", "nolab", "cut-link").returncode == 3
+    assert _cli("fault", *p, "clear-all").returncode == 0

@@ -60,10 +60,15 @@ def test_down_leaves_nothing_and_up_works_again() -> None:
             assert state is not None
             traces = _traces(lab)
             assert len(traces["netns"]) == 4 and traces["mounts"] and traces["paths"]
-            pids = [r.pid for r in state.procs] + lab_pids(lab)
+            # A daemon started through the API, and one the lab does not know of.
+            recorded = lab.spawn_in("node2", ["sleep", "1000"], "sleeper")
+            stray = subprocess.Popen(lab.node_argv("node1", ["sleep", "1000"]))
+            pids = [r.pid for r in state.procs] + lab_pids(lab) + [recorded]
+            assert recorded in pids and stray.pid in pids
             assert len(pids) > 10 and all(is_alive(p) for p in [r.pid for r in state.procs][:4])
             assert lab.status()["vip_http"] == "node1"
             assert lab.down(log=_quiet) == []
+            assert stray.wait(timeout=5) == -9
             _assert_gone(lab, pids, existed)
         assert lab.down(log=_quiet) == []  # idempotent
         done = subprocess.run(

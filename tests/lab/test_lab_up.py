@@ -166,3 +166,13 @@ def test_up_refuses_when_already_up(lab: Lab) -> None:
     )  # fmt: skip
     assert done.returncode == 3
     assert "already up" in done.stderr
+
+
+def test_load_subcommand_runs_the_generator_in_the_client_namespace(lab: Lab) -> None:
+    pytest.importorskip("monha.lab.load")
+    done = subprocess.run(
+        [sys.executable, "-m", "monha.lab.cli", "load", "--prefix", lab.prefix, "--help"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "usage" in done.stdout
