@@ -209,6 +209,21 @@ class Probe(Base):
     ssh_timeout_s: Timeout = 2.0
     failures_before_failover: Annotated[int, Field(ge=1, le=100)] = 3
     replica_silence_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
+    # Connection attempts made at once per MySQL probe; one answer is enough. Two ride out a
+    # lost SYN on a lossy link without waiting for TCP's one-second retransmission.
+    mysql_attempts: Annotated[int, Field(ge=1, le=5)] = 2
+    # Run on the primary over SSH each tick: exit 0 means its MySQL answers locally, so a
+    # failed probe from here is the network's fault. mysqladmin ping exits 0 even when access
+    # is denied, so it needs no credentials.
+    ssh_mysql_check: Argv = (
+        "/usr/bin/mysqladmin",
+        "--no-defaults",
+        "--connect-timeout=1",
+        "--protocol=tcp",
+        "--host=127.0.0.1",
+        "--port=3306",
+        "ping",
+    )
 
 
 class Witness(Base):

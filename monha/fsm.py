@@ -119,6 +119,14 @@ def _watching(source: State) -> list[Row]:
             "all is well" if source is H else "the primary recovered",
         ),
         Row(source, E.PRIMARY_ALIVE_ERROR, H, P.NONE, R.PRIMARY_ALIVE_ERROR, "no failover"),
+        Row(
+            source,
+            E.PRIMARY_ALIVE_LOCALLY,
+            H,
+            P.NONE,
+            R.PRIMARY_ALIVE_LOCALLY,
+            "no failover: the fault lies between the nodes, not in MySQL",
+        ),
         Row(source, E.PRIMARY_FAILED, S, P.NONE, R.PRIMARY_FAILING, "suspect, not failing over"),
         Row(source, E.PRIMARY_LOST, F, P.FAILOVER, R.FAILOVER_STARTED, "failing over"),
         *(Row(source, ev, S, P.NONE, code, text) for ev, code, text in _HOLDS),
@@ -181,9 +189,15 @@ def _said(probe: ProbeResult) -> str:
     return f"{probe.status}: {probe.detail}" if probe.detail else str(probe.status)
 
 
+def _alive_locally(obs: Observation) -> bool:
+    local = obs.primary_local_mysql
+    return local is not None and local.status is ProbeStatus.OK
+
+
 def failures_after(prior: int, obs: Observation) -> int:
-    """Consecutive failed MySQL probes of the primary, counting this tick's."""
-    if obs.primary_mysql.answered:
+    """Consecutive failed MySQL probes of the primary, counting this tick's. A tick in which
+    the primary's MySQL answered on its own host (over SSH) is no failure: it resets."""
+    if obs.primary_mysql.answered or _alive_locally(obs):
         return 0
     return prior + 1 if _down(obs.primary_mysql) else prior
 
@@ -221,6 +235,12 @@ def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessm
         )
     if not _down(m):
         return event(E.HOLD_EVIDENCE_MISSING, f"{primary}'s MySQL was not probed this tick")
+    if _alive_locally(obs):
+        return event(
+            E.PRIMARY_ALIVE_LOCALLY,
+            f"{primary}'s MySQL did not answer us ({_said(m)}) but answers on {primary} itself "
+            "(checked over SSH)",
+        )
     head = f"{primary}'s MySQL failed {n} consecutive probe(s) ({_said(m)})"
     if n < policy.failures_before_failover:
         return event(E.PRIMARY_FAILED, f"{head}, fewer than {policy.failures_before_failover}")

@@ -124,6 +124,9 @@ class Observation:
     primary_ssh: ProbeResult
     replica_view: ReplicaView
     witnesses: tuple[ProbeResult, ...] = ()
+    # The primary's MySQL checked from the primary itself, over SSH (a ping to 127.0.0.1):
+    # tells a dead or hung mysqld from a lossy network between the nodes. None: not run.
+    primary_local_mysql: ProbeResult | None = None
     flag_present: bool = False
     # A failover was started and not finished (read from the journal). "Finished" means its
     # write_flag step is recorded done: a flag on disk with the journal still open must not
@@ -158,6 +161,7 @@ class Event(StrEnum):
     FAILOVER_UNFINISHED = "failover_unfinished"  # the journal shows a failover not finished
     PRIMARY_OK = "primary_ok"  # the primary's MySQL answered
     PRIMARY_ALIVE_ERROR = "primary_alive_error"  # it refused us in a way that proves it is alive
+    PRIMARY_ALIVE_LOCALLY = "primary_alive_locally"  # no answer to us, but it answers on its host
     PRIMARY_FAILED = "primary_failed"  # its MySQL probe failed, fewer times than the threshold
     PRIMARY_LOST = "primary_lost"  # threshold reached and every failover condition holds
     HOLD_ISOLATED = "hold_isolated"  # threshold reached, but no witness answered this node
@@ -171,6 +175,7 @@ class ReasonCode(StrEnum):
 
     PRIMARY_OK = "primary_ok"
     PRIMARY_ALIVE_ERROR = "primary_alive_error"
+    PRIMARY_ALIVE_LOCALLY = "primary_alive_locally"
     PRIMARY_RECOVERED = "primary_recovered"
     PRIMARY_FAILING = "primary_failing"
     FAILOVER_STARTED = "failover_started"

@@ -10,6 +10,7 @@ import asyncio
 import errno
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from monha.config import Config
 from monha.journal import Journal, RecordError, read_flag
 from monha.model import Observation, ProbeResult, ProbeStatus
 from monha.mysql import Server, probe_alive
-from monha.runners import SshRunner
+from monha.runners import RunnerError, RunnerTimeout, SshRunner
 
 
 class IdentityError(Exception):
@@ -75,17 +76,10 @@ class Observer:
             return min(timeout_s, p.interval_s)
 
         peer = self.peer
-        mysql, icmp, ssh, replica, *witnesses = await asyncio.gather(
-            probe_alive(
-                peer.address,
-                peer.mysql_port,
-                self.cfg.mysql.monitor_user,
-                self._password,
-                bounded(p.mysql_timeout_s),
-                target=peer.name,
-            ),
+        mysql, icmp, (ssh, local_mysql), replica, *witnesses = await asyncio.gather(
+            self._mysql(bounded(p.mysql_timeout_s)),
             probes.icmp(peer.address, bounded(p.icmp_timeout_s)),
-            self.peers.ssh.reachable(bounded(p.ssh_timeout_s)),
+            self._ssh(bounded(p.ssh_timeout_s)),
             self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
             *(probes.icmp(w.address, bounded(p.icmp_timeout_s)) for w in self.cfg.witness),
         )
@@ -107,9 +101,56 @@ class Observer:
             primary_ssh=ssh,
             replica_view=replica,
             witnesses=witness_results,
+            primary_local_mysql=local_mysql,
             flag_present=self.flag_present(),
             journal_open=journal_open,
         )
+
+    async def _mysql(self, timeout_s: float) -> ProbeResult:
+        """The primary's MySQL, by several connections at once: the best answer counts."""
+        peer, m = self.peer, self.cfg.mysql
+        results = await asyncio.gather(
+            *(
+                probe_alive(
+                    peer.address,
+                    peer.mysql_port,
+                    m.monitor_user,
+                    self._password,
+                    timeout_s,
+                    target=peer.name,
+                )
+                for _ in range(self.cfg.probe.mysql_attempts)
+            )
+        )
+        return best(results)
+
+    async def _ssh(self, timeout_s: float) -> tuple[ProbeResult, ProbeResult]:
+        """One command over SSH gives two facts: SSH reaches the primary (any exit status came
+        back), and whether its MySQL answers on its own host (exit 0 of the check)."""
+        peer, argv = self.peer.name, self.cfg.probe.ssh_mysql_check
+        start = time.monotonic()
+        try:
+            result = await self.peers.ssh.run(list(argv), timeout_s)
+        except RunnerError as exc:
+            status = ProbeStatus.TIMEOUT if isinstance(exc, RunnerTimeout) else ProbeStatus.FAILED
+            took = time.monotonic() - start
+            return (
+                ProbeResult("ssh", self.peer.address, status, took, str(exc)),
+                skipped("ssh_mysql", peer),
+            )
+        took = result.duration_s
+        if result.timed_out or result.exit_status == REMOTE_TIMEOUT_EXIT:
+            return (
+                ProbeResult("ssh", self.peer.address, ProbeStatus.TIMEOUT, took, result.summary()),
+                skipped("ssh_mysql", peer),
+            )
+        ssh = ProbeResult("ssh", self.peer.address, ProbeStatus.OK, took)
+        if result.exit_status == 0:
+            return ssh, ProbeResult("ssh_mysql", peer, ProbeStatus.OK, took)
+        if result.exit_status == 1:  # the check ran and its server did not answer
+            return ssh, ProbeResult("ssh_mysql", peer, ProbeStatus.FAILED, took, result.summary())
+        # 126/127 (no such program) and the like say nothing about MySQL.
+        return ssh, ProbeResult("ssh_mysql", peer, ProbeStatus.SKIPPED, took, result.summary())
 
     def flag_present(self) -> bool:
         try:
@@ -120,3 +161,21 @@ class Observer:
 
 def skipped(name: str, target: str) -> ProbeResult:
     return ProbeResult(name, target, ProbeStatus.SKIPPED)
+
+
+# The exit status of coreutils' `timeout`, with which the SSH runner bounds remote commands.
+REMOTE_TIMEOUT_EXIT = 124
+
+_RANK = {
+    ProbeStatus.OK: 0,
+    ProbeStatus.ALIVE_ERROR: 1,
+    ProbeStatus.FAILED: 2,
+    ProbeStatus.TIMEOUT: 3,
+    ProbeStatus.SKIPPED: 4,
+}
+
+
+def best(results: Sequence[ProbeResult]) -> ProbeResult:
+    """The most telling of several attempts at the same probe: an answer beats a refusal,
+    a refusal (the host said no) beats a timeout (nobody said anything)."""
+    return min(results, key=lambda r: (_RANK[r.status], r.latency_s or 0.0))

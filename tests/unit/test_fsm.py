@@ -132,6 +132,30 @@ def test_alive_error_means_alive_and_resets(state: MonitorState) -> None:
     assert d.reason_code is ReasonCode.PRIMARY_ALIVE_ERROR and "1040" in d.reason and not d.plan
 
 
+@pytest.mark.parametrize("state", [MonitorState(), SUSPECT3])
+def test_mysql_answering_on_its_own_host_means_the_network_is_at_fault(
+    state: MonitorState,
+) -> None:
+    # Scenario 5: 30 % loss between the nodes. The probe from here timed out, the replica
+    # reconnects, but the check run on node1 over SSH reached its MySQL: no failover.
+    local = probe("ssh_mysql", "node1", ProbeStatus.OK)
+    obs = lost_obs(mysql=TIMEOUT, primary_local_mysql=local)
+    d = decide(state, obs, POLICY)
+    assert d.state.state is State.HEALTHY and d.state.consecutive_failures == 0
+    assert d.reason_code is ReasonCode.PRIMARY_ALIVE_LOCALLY and not d.plan
+    assert "checked over SSH" in d.reason
+
+
+@pytest.mark.parametrize("local_status", [ProbeStatus.FAILED, ProbeStatus.SKIPPED, None])
+def test_a_local_check_that_did_not_answer_is_no_evidence_of_life(
+    local_status: ProbeStatus | None,
+) -> None:
+    # Scenario 1: mysqld killed, its host up: the check over SSH fails too (or did not run).
+    local = None if local_status is None else probe("ssh_mysql", "node1", local_status)
+    d = decide(SUSPECT3, lost_obs(primary_local_mysql=local), POLICY)
+    assert d.reason_code is ReasonCode.FAILOVER_STARTED and d.plan
+
+
 def test_recovery_within_the_window_returns_to_healthy() -> None:
     # Scenario 7: mysqld killed and back within the detection window.
     ds = run([lost_obs(), lost_obs(), _obs(), lost_obs(), lost_obs()])
