@@ -237,24 +237,20 @@ class Lab:
         hosts += [f"{VIP}\tvip", f"{ADDRESSES['lan']}\twitness", f"{ADDRESSES['client']}\tclient"]
         d.hosts.write_text("\n".join(hosts) + "\n")
 
-    def _service(self, node: str, name: str, action: str) -> int | None:
-        """Run an init script action inside the node; after a start, record the daemon."""
-        done = self.run_in(node, [services.init_script_path(name), action], timeout=30)
+    def _service(self, node: str, name: str, action: str) -> None:
+        done = self.service(node, name, action)
         if done.returncode != 0:
             raise LabError(f"{name} {action} on {node} failed: {done.stdout}{done.stderr}")
-        if action in ("start", "restart"):
+
+    def service(self, node: str, name: str, action: str) -> subprocess.CompletedProcess[str]:
+        """Run `/opt/monha-lab/init.d/<name> <action>` inside the node and return the result
+        (LSB codes: status 0 running, 3 stopped). A started daemon is recorded for `down`."""
+        done = self.run_in(node, [services.init_script_path(name), action], timeout=30)
+        if action in ("start", "restart") and done.returncode == 0:
             pid = services.wait_pid_file(self.paths, node, name)
             if pid is not None:
                 self.record_proc(pid, name, node)
-            return pid
-        return None
-
-    def service(self, node: str, name: str, action: str) -> subprocess.CompletedProcess[str]:
-        """Run `/opt/monha-lab/init.d/<name> <action>` inside the node (status: 0 up, 3 down)."""
-        if action in ("start", "restart"):
-            with contextlib.suppress(LabError):
-                self._service(node, name, action)
-        return self.run_in(node, [services.init_script_path(name), "status"], timeout=30)
+        return done
 
     # --- down ---------------------------------------------------------------------------
 
