@@ -8,6 +8,7 @@ on_failure=STOP ends the run with the journal left open; the next tick decides a
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,11 @@ from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
 from monha.plan import describe
 from monha.steps import Nodes, Outcome, run_step
 
+# A test-only failpoint: with MONHA_FAILPOINT=STEP_KEY the daemon dies (as by SIGKILL, no
+# cleanup) right after that step is journaled, so tests can prove a restart resumes the plan.
+FAILPOINT_ENV = "MONHA_FAILPOINT"
+FAILPOINT_EXIT = 137
+
 
 class Executor:
     def __init__(self, journal: Journal, nodes: Nodes, metrics: Metrics, *, cluster: str) -> None:
@@ -29,6 +35,7 @@ class Executor:
         self.metrics = metrics
         self.cluster = cluster
         self.log = log.get("monha.executor")
+        self.failpoint = os.environ.get(FAILPOINT_ENV, "")
 
     def _begin(
         self, plan: tuple[Step, ...], kind: PlanKind, reason: str, old: str, new: str
@@ -104,6 +111,9 @@ class Executor:
             )
             self.journal.record_step(record, result)
             on_progress()
+            if self.failpoint and step.key == self.failpoint:
+                self.log.warning("failpoint_reached", step=step.key)
+                os._exit(FAILPOINT_EXIT)
             self.metrics.step_duration.labels(str(step.kind)).set(duration)
             event = "step_finished" if outcome.ok else "step_failed"
             self.log.log(

@@ -80,7 +80,14 @@ class JournalRecord:
     finished: bool = False
 
     def finished_steps(self) -> set[str]:
-        return {d["step"] for d in self.done if d.get("ok") or d.get("skipped")}
+        """Steps a resumed plan must not run again: every recorded step, except a failure that
+        is the last record (the plan stopped there, or died before going on): that one is
+        retried. A failure the plan went on from is settled; repeating it out of order later
+        would help nothing."""
+        done = {d["step"] for d in self.done}
+        if self.done and not (self.done[-1].get("ok") or self.done[-1].get("skipped")):
+            done.discard(self.done[-1]["step"])
+        return done
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -69,9 +69,13 @@ class Monha:
     log: Path
 
     @classmethod
-    def start(cls, lab: Lab, node: str = "node2", *extra: str) -> Monha:
+    def start(
+        cls, lab: Lab, node: str = "node2", *extra: str, env: dict[str, str] | None = None
+    ) -> Monha:
         log = lab.paths.node(node).logs / f"monha-{secrets.token_hex(3)}.log"
         argv = [str(BIN / "monha"), "run", "--config", CONFIG, "--log-format", "json", *extra]
+        if env:  # env(1) execs monha: the recorded PID stays the daemon's
+            argv = ["/usr/bin/env", *(f"{k}={v}" for k, v in env.items()), *argv]
         pid = lab.spawn_in(node, argv, "monha", log)
         m = cls(lab, node, pid, log)
         wait_for("monha to answer on its control socket", m.try_status, 20.0, 0.2)
