@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,11 @@ class Monha:
         keep = Path("/tmp/monha-lab-logs")
         keep.mkdir(exist_ok=True)
         (keep / f"{self.lab.prefix}-{self.log.name}").write_bytes(self.log.read_bytes())
+
+
+def event_time(event: dict[str, Any]) -> float:
+    """A monha log event's time (its ISO 8601 UTC timestamp) as seconds since the epoch."""
+    return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
 
 
 def flag_path(lab: Lab, node: str) -> Path:
