@@ -209,6 +209,9 @@ class StepKind(StrEnum):
     FENCE_COMMAND = "fence_command"  # run the configured fence command (e.g. IPMI power-off)
     SET_READ_ONLY = "set_read_only"  # planned: read_only on, and wait until writes stopped
     CATCH_UP = "catch_up"  # wait (bounded) until the replica applied everything it received
+    # copy the binlog events the replica never received from the old primary (over SSH) and
+    # apply them here, before promoting (issue 4)
+    SALVAGE_BINLOG = "salvage_binlog"
     PROMOTE = "promote"  # stop replication, reset replica settings, read_only off, record coords
     VIP_UP = "vip_up"  # add the VIP with its label, then gratuitous ARP
     START_SERVICE = "start_service"  # run a cold-standby service's start command

@@ -20,6 +20,8 @@ Failure policy (why each step stops the plan or not):
   SSH there is no fence step: the host is down or hung, and re-fencing catches it if it thaws.
 - catch_up CONTINUEs: a replica that cannot apply what it received within the bound (a broken
   SQL thread) must not keep the service down forever; the step's result records the gap.
+- salvage_binlog (only when SSH reaches the old primary) CONTINUEs for the same reason: the
+  last writes matter less than monitoring; its result says what was not salvaged and why.
 - promote and vip_up STOP: nothing after them makes sense without them.
 - services, agents and hot checks CONTINUE: the database and VIP are up; failures are reported
   in the flag the operator reads.
@@ -81,6 +83,12 @@ class PlanInputs:
     fence_timeout_s: float = 10.0
     mysql_stop_argv: tuple[str, ...] = ()
     catchup_timeout_s: float = 30.0
+    # Binlog salvage: empty index = off. The tool runs on the old primary; apply_argv here.
+    salvage_binlog_index: str = ""
+    salvage_binlog_tool: str = ""
+    salvage_apply_argv: tuple[str, ...] = ()
+    salvage_timeout_s: float = 30.0
+    salvage_max_output_mib: int = 256
     promote_timeout_s: float = 10.0
     vip_timeout_s: float = 5.0
     flag_file: str = ""
@@ -109,6 +117,11 @@ class PlanInputs:
             fence_timeout_s=cfg.failover.fence_timeout_s,
             mysql_stop_argv=cfg.mysql.stop_command or (),
             catchup_timeout_s=cfg.failover.catchup_timeout_s,
+            salvage_binlog_index=cfg.salvage.binlog_index or "",
+            salvage_binlog_tool=cfg.salvage.binlog_tool,
+            salvage_apply_argv=cfg.salvage.apply_command,
+            salvage_timeout_s=cfg.salvage.timeout_s,
+            salvage_max_output_mib=cfg.salvage.max_output_mib,
             promote_timeout_s=cfg.failover.promote_timeout_s,
             vip_timeout_s=cfg.failover.vip_timeout_s,
             flag_file=cfg.failover.flag_file,
@@ -154,6 +167,25 @@ def _fence(
             ),
         )
     return ()
+
+
+def _salvage(p: PlanInputs, old: str, new: str, *, ssh_reachable: bool) -> tuple[Step, ...]:
+    """Binlog salvage on the new primary, reading the old primary's binary log over SSH.
+
+    Only when SSH reaches the old host (its mysqld may be dead, its files are still there)
+    and an index file is configured. It CONTINUEs on failure: restoring monitoring wins over
+    the last writes, and the step's detail says what could not be salvaged and why.
+    """
+    if not (ssh_reachable and p.salvage_binlog_index):
+        return ()
+    args = (
+        ("old", old),
+        ("binlog_index", p.salvage_binlog_index),
+        ("binlog_tool", p.salvage_binlog_tool),
+        ("max_output_mib", str(p.salvage_max_output_mib)),
+    )
+    argv = p.salvage_apply_argv
+    return (Step(StepKind.SALVAGE_BINLOG, new, p.salvage_timeout_s, CONTINUE, args, argv),)
 
 
 def _agents(p: PlanInputs, old: str, new: str, *, old_reachable: bool) -> tuple[Step, ...]:
@@ -235,6 +267,7 @@ def build_failover_plan(
             sure_down=sure_down,
         ),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
+        *_salvage(p, old_primary, new_primary, ssh_reachable=ssh_reachable),
         Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
         # The old primary's cold-standby services stop here, not while fencing: a Zabbix
@@ -302,6 +335,10 @@ def describe(step: Step) -> str:
         StepKind.FENCE_COMMAND: f"fence {step.arg('target')} with the fence command",
         StepKind.SET_READ_ONLY: "set MySQL read_only and wait for writes to stop",
         StepKind.CATCH_UP: "wait for the replica to apply everything it received",
+        StepKind.SALVAGE_BINLOG: (
+            f"apply what the replica never received from {step.arg('old')}'s binary log "
+            f"({step.arg('binlog_index')})"
+        ),
         StepKind.PROMOTE: "promote: stop replication, reset replica settings, read_only off",
         StepKind.VIP_UP: f"add the VIP {vip} and send {step.arg('arp_count')} gratuitous ARP",
         StepKind.START_SERVICE: f"start {name}",

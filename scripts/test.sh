@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/ruff check monha tests
-.venv/bin/ruff format --check monha tests
+.venv/bin/ruff check monha tests bench
+.venv/bin/ruff format --check monha tests bench
 .venv/bin/lint-imports
 exec .venv/bin/pytest -ra "$@"
