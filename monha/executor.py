@@ -40,17 +40,22 @@ class Executor:
     def _begin(
         self, plan: tuple[Step, ...], kind: PlanKind, reason: str, old: str, new: str
     ) -> JournalRecord:
-        record = self.journal.open_record() if kind is PlanKind.RESUME else None
+        record = self.journal.open_record() if kind is not PlanKind.FAILOVER else None
+        if record is not None and kind is PlanKind.SWITCHOVER:
+            # An operator re-running the same switchover finishes the one that stopped; any
+            # other open record is not this plan's.
+            same = (record.kind, record.old_primary, record.new_primary) == ("switchover", old, new)
+            record = record if same else None
         if record is not None:
             self.log.info(
-                "failover_resumed",
+                f"{record.kind}_resumed",
                 failover_id=record.failover_id,
                 finished=sorted(record.finished_steps()),
             )
             return record
         record = JournalRecord(
             failover_id=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
-            kind="failover",
+            kind="switchover" if kind is PlanKind.SWITCHOVER else "failover",
             started_at=time.time(),
             old_primary=old,
             new_primary=new,
@@ -59,7 +64,7 @@ class Executor:
         )
         self.journal.begin(record)
         self.log.info(
-            "failover_started",
+            f"{record.kind}_started",
             failover_id=record.failover_id,
             old_primary=old,
             new_primary=new,
@@ -78,8 +83,12 @@ class Executor:
         *,
         on_progress: Callable[[], None] = lambda: None,
     ) -> bool:
-        """Run (or resume) a failover plan. True when it reached the flag."""
+        """Run (or resume) a failover or switchover plan. True when it ran to the end (for a
+        failover: the flag is written)."""
         record = self._begin(plan, kind, reason, old, new)
+        counter = (
+            self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
+        )
         done = record.finished_steps()
         for index, step in enumerate(plan):
             if step.key in done:
@@ -98,7 +107,7 @@ class Executor:
             if step.kind is StepKind.WRITE_FLAG:
                 outcome = self._write_flag(step, record)
             else:
-                outcome = await run_step(step, self.nodes)
+                outcome = await run_step(step, self.nodes, record.data)
             duration = time.monotonic() - t0
             result = StepResult(
                 step=step.key,
@@ -128,9 +137,9 @@ class Executor:
                 on_failure=str(step.on_failure),
             )
             if not outcome.ok and step.on_failure is OnFailure.STOP:
-                self.metrics.failovers.labels("failed").inc()
+                counter.labels("failed").inc()
                 self.log.error(
-                    "failover_stopped",
+                    f"{record.kind}_stopped",
                     failover_id=record.failover_id,
                     step=step.key,
                     detail=outcome.detail,
@@ -138,11 +147,12 @@ class Executor:
                 return False
         self.journal.finish(record)
         total = time.time() - record.started_at
-        self.metrics.failovers.labels("succeeded").inc()
-        self.metrics.failover_duration.set(total)
-        self.metrics.last_failover.set(time.time())
+        counter.labels("succeeded").inc()
+        if record.kind == "failover":
+            self.metrics.failover_duration.set(total)
+            self.metrics.last_failover.set(time.time())
         self.log.info(
-            "failover_finished",
+            f"{record.kind}_finished",
             failover_id=record.failover_id,
             duration_s=round(total, 3),
             new_primary=record.new_primary,

@@ -81,6 +81,33 @@ class Metrics:
         )
         for res in FAILOVER_RESULTS:
             self.failovers.labels(res)
+        self.switchovers = Counter(
+            "monha_switchovers_total",
+            "Planned switchovers run through this daemon, by result",
+            ["result"],
+            registry=r,
+        )
+        for res in (*FAILOVER_RESULTS, "rolled_back"):
+            self.switchovers.labels(res)
+        self.switchover_write_block = Gauge(
+            "monha_last_switchover_write_block_seconds",
+            "How long the last switchover blocked writes (read_only on the old primary until "
+            "the VIP was up on the new one)",
+            registry=r,
+        )
+        self.vip_holder = Gauge(
+            "monha_vip_held",
+            "1 when the node holds the VIP, as last seen by this daemon",
+            ["node"],
+            registry=r,
+        )
+        self.local_role = Enum(
+            "monha_role",
+            "This node's role, from the live topology",
+            states=["primary", "standby", "unknown"],
+            registry=r,
+        )
+        self.local_role.state("unknown")
         self.failover_duration = Gauge(
             "monha_last_failover_duration_seconds",
             "Duration of the last failover, from decision to flag",
@@ -132,6 +159,10 @@ class Metrics:
             "When the last tick finished (Unix time)",
             registry=r,
         )
+
+    def init_nodes(self, nodes: Iterable[str]) -> None:
+        for node in nodes:
+            self.vip_holder.labels(node).set(0)
 
     def observe_probe(self, probe: str, result: ProbeResult) -> None:
         self.probe_up.labels(probe).set(1 if result.answered else 0)

@@ -198,6 +198,7 @@ class PlanKind(StrEnum):
     NONE = "none"
     FAILOVER = "failover"
     RESUME = "resume"
+    SWITCHOVER = "switchover"  # planned, started by an operator; journaled, never flagged
 
 
 class StepKind(StrEnum):

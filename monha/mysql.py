@@ -319,6 +319,22 @@ class Server:
         assert self._dialect is not None
         return self._dialect
 
+    async def global_variables(
+        self, names: Sequence[str], timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Read global variables by name (for `monha-ctl check`); names are identifiers only."""
+        for name in names:
+            if not name.replace("_", "").isalnum():
+                raise ValueError(f"not a variable name: {name!r}")
+        sql = "SELECT " + ", ".join(f"@@GLOBAL.{n} AS {n}" for n in names)
+        rows = (await self._run("read variables", [(sql, None)], timeout_s))[0]
+        return dict(rows[0]) if rows else {}
+
+    async def grants(self, timeout_s: float | None = None) -> list[str]:
+        """SHOW GRANTS for the connected user: one statement per line."""
+        rows = (await self._run("show grants", [("SHOW GRANTS", None)], timeout_s))[0]
+        return [str(next(iter(r.values()))) for r in rows]
+
     async def server_id(self, timeout_s: float | None = None) -> int:
         return int(await self._one("read server_id", "SELECT @@GLOBAL.server_id", timeout_s))
 
@@ -372,12 +388,17 @@ class Server:
 
     # --- catching up ----------------------------------------------------------------------
 
-    async def wait_caught_up(self, timeout_s: float) -> tuple[bool, str]:
+    async def wait_caught_up(
+        self, timeout_s: float, target: BinlogCoordinates | None = None
+    ) -> tuple[bool, str]:
         """Wait, at most `timeout_s`, until the SQL thread applied everything the IO thread read.
 
         The target is the read position seen at the start: when the primary is gone it no
-        longer moves, and when it is alive there is always more to read. Returns (caught_up,
-        detail); on a miss the detail says how much was left. Never raises on a timeout.
+        longer moves, and when it is alive there is always more to read. A planned switchover
+        passes `target`, the old primary's final position once it became read-only: the IO
+        thread may not have received its last events yet, so the start's read position could
+        fall short of them. Returns (caught_up, detail); on a miss the detail says how much was
+        left. Never raises on a timeout.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -391,7 +412,8 @@ class Server:
             return False, f"no replica status within {timeout_s:g} s"
         if not first.configured:
             return True, "replication is not configured: nothing to apply"
-        target = first.read_position
+        if target is None:
+            target = first.read_position
         assert target is not None
         status = first
         while True:

@@ -89,7 +89,10 @@ class Observer:
         )
         journal_open = False
         try:
-            journal_open = self.journal.open_record() is not None
+            record = self.journal.open_record()
+            # An unfinished switchover is the operator's to finish (`monha-ctl switchover`
+            # resumes it): it must never make the state machine resume a *failover*.
+            journal_open = record is not None and record.kind != "switchover"
         except RecordError:
             journal_open = True  # unreadable: treat as unfinished, so nothing starts afresh
         return Observation(

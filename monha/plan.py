@@ -291,25 +291,30 @@ def build_failover_plan(
 def build_switchover_plan(
     source: PlanInputs | Config, old_primary: str, new_primary: str
 ) -> tuple[Step, ...]:
-    """A planned switchover (both nodes up, SSH reaches both). A first version: every step up to
-    the VIP on the new primary STOPs on failure (an operator is watching and the old primary still
-    has its data); rolling back a half-done switchover is left to the operator. No flag: a
-    switchover does not block failover.
+    """A planned switchover (both nodes up, SSH reaches both), the seed's
+    master_ip_online_change: block writes on the old primary, let the replica reach the old
+    primary's final position, move the VIP, promote, then move the services and make the old
+    primary a replica of the new one. No flag: a switchover does not block failover.
+
+    Writes are blocked from set_read_only until vip_up: only the steps that must happen in
+    that window sit in it. The old primary's cold-standby services stop after the VIP moved,
+    as in a failover: a Zabbix server can take seconds to stop, and with its database
+    read-only it cannot write meanwhile.
+
+    Every step up to vip_up STOPs on failure: the old primary still has all the data, and the
+    caller rolls back what ran (read_only off, VIP back) if promote did not run yet. catch_up
+    STOPs too: promoting a replica that missed the old primary's last writes would lose them.
     """
     p = _inputs(source)
     if old_primary == new_primary:
         raise ValueError("the old and the new primary must be different nodes")
     return (
         Step(StepKind.SET_READ_ONLY, old_primary, SET_READ_ONLY_TIMEOUT_S, STOP),
-        # Planned: the replica must reach the old primary's final position, so no going on.
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, STOP),
         _vip(p, StepKind.VIP_DOWN, old_primary, STOP),
-        *(
-            Step(StepKind.STOP_SERVICE, old_primary, s.timeout_s, STOP, (("name", s.name),), s.stop)
-            for s in p.cold
-        ),
         Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
+        *_stop_services(p, old_primary),
         *_start_services(p, new_primary),
         Step(
             StepKind.MAKE_REPLICA,
@@ -344,7 +349,9 @@ def describe(step: Step) -> str:
         StepKind.START_SERVICE: f"start {name}",
         StepKind.RESTART_AGENT: f"restart {name}",
         StepKind.CHECK_HOT: f"check {name} at {step.arg('url')} (expect HTTP {expect})",
-        StepKind.MAKE_REPLICA: f"replicate from {step.arg('source')}",
+        StepKind.MAKE_REPLICA: (
+            f"read_only on, replicate from {step.arg('source')} from its position at promote"
+        ),
         StepKind.WRITE_FLAG: f"write the completion flag {step.arg('path')}",
     }[step.kind]
     command = f" [{shlex.join(step.argv)}]" if step.argv else ""

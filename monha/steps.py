@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monha import probes
-from monha.model import Step, StepKind
+from monha.model import BinlogCoordinates, Step, StepKind
 from monha.mysql import MySQLError, Server
 from monha.runners import CommandResult, Runner, RunnerError
 
@@ -27,6 +27,18 @@ class Outcome:
     data: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicationSource:
+    """How a replica reaches a node as its source (for make_replica): the node's address as
+    the other node sees it, and the replication credentials."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    heartbeat_period_s: float = 1.0
+
+
 @dataclass(slots=True)
 class Nodes:
     """How to reach each node: a runner for commands and a MySQL server handle."""
@@ -34,6 +46,7 @@ class Nodes:
     runners: Mapping[str, Runner]
     mysql: Mapping[str, Server]
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    sources: Mapping[str, ReplicationSource] = field(default_factory=dict)
 
 
 # What `ip` says when the address is already absent (older and newer iproute2) or already
@@ -133,8 +146,15 @@ async def set_read_only(step: Step, nodes: Nodes) -> Outcome:
     )
 
 
-async def catch_up(step: Step, nodes: Nodes) -> Outcome:
-    ok, detail = await nodes.mysql[step.node].wait_caught_up(step.timeout_s)
+async def catch_up(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcome:
+    # A switchover recorded the old primary's final position (set_read_only): wait for that,
+    # not for whatever the IO thread happened to have read when the wait began.
+    target = None
+    if facts.get("old_primary_final_file"):
+        target = BinlogCoordinates(
+            facts["old_primary_final_file"], int(facts["old_primary_final_pos"])
+        )
+    ok, detail = await nodes.mysql[step.node].wait_caught_up(step.timeout_s, target)
     return Outcome(ok, detail)
 
 
@@ -155,8 +175,52 @@ async def promote(step: Step, nodes: Nodes) -> Outcome:
     return Outcome(True, f"writable; binlog at {coords.file}:{coords.position}", data)
 
 
-async def make_replica(step: Step, nodes: Nodes) -> Outcome:
-    raise NotImplementedError("switchover's make_replica is issue 5")
+async def make_replica(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcome:
+    """Point the old primary at the new one, from the new primary's binlog position recorded
+    by its promote step, read_only first; then start replication and wait until both threads
+    run. Idempotent: a replica already replicating from the source is left as it is (pointing
+    it again at the promote position would apply those transactions twice)."""
+    source = step.arg("source")
+    src = nodes.sources[source]
+    file, pos = facts.get("new_primary_binlog_file", ""), facts.get("new_primary_binlog_pos", "")
+    if not file or not pos:
+        return Outcome(False, "no binlog position recorded for the new primary (promote step)")
+    server = nodes.mysql[step.node]
+    await server.set_read_only(True)
+    status = await server.replica_status()
+    if status.configured and status.source_host == src.host and status.io_ok:
+        return Outcome(True, f"already replicating from {source} ({src.host})")
+    if not (status.configured and status.source_host == src.host):
+        await server.change_source(
+            src.host,
+            src.port,
+            src.user,
+            src.password,
+            heartbeat_period_s=src.heartbeat_period_s,
+            coordinates=BinlogCoordinates(file, int(pos)),
+        )
+    await server.start_replica()
+    return await wait_replicating(server, source, step.timeout_s)
+
+
+async def wait_replicating(server: Server, source: str, timeout_s: float) -> Outcome:
+    """Poll until both replication threads run; an SQL or IO error ends the wait at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        st = await server.replica_status()
+        if st.io_running == "Yes" and st.sql_running == "Yes":
+            pos = st.exec_position
+            at = f"{pos.file}:{pos.position}" if pos else "?"
+            return Outcome(True, f"replicating from {source}; applied up to {at}", {})
+        if st.last_sql_errno or (st.last_io_errno and st.io_running != "Connecting"):
+            errno = st.last_sql_errno or st.last_io_errno
+            return Outcome(
+                False, f"replication error {errno}: {st.last_sql_error or st.last_io_error}"
+            )
+        if loop.time() > deadline:
+            return Outcome(False, f"replication threads IO {st.io_running} SQL {st.sql_running}")
+        await asyncio.sleep(0.1)
 
 
 async def check_hot(step: Step, nodes: Nodes) -> Outcome:
@@ -175,19 +239,25 @@ STEPS = {
     StepKind.FENCE_COMMAND: command_step,
     StepKind.FENCE_MYSQL: fence_mysql,
     StepKind.SET_READ_ONLY: set_read_only,
-    StepKind.CATCH_UP: catch_up,
     StepKind.PROMOTE: promote,
-    StepKind.MAKE_REPLICA: make_replica,
     StepKind.CHECK_HOT: check_hot,
 }
 
 
-async def run_step(step: Step, nodes: Nodes) -> Outcome:
-    """Run one step within its timeout; every failure becomes an Outcome, never an exception."""
-    impl = STEPS[step.kind]
+# Steps that read facts recorded by earlier steps of the same plan (the journal's data).
+FACT_STEPS = {StepKind.CATCH_UP: catch_up, StepKind.MAKE_REPLICA: make_replica}
+
+
+async def run_step(step: Step, nodes: Nodes, facts: Mapping[str, str] | None = None) -> Outcome:
+    """Run one step within its timeout; every failure becomes an Outcome, never an exception.
+
+    `facts`: what earlier steps of the plan recorded (coordinates), for the steps that need it.
+    """
     try:
         async with asyncio.timeout(step.timeout_s):
-            return await impl(step, nodes)
+            if step.kind in FACT_STEPS:
+                return await FACT_STEPS[step.kind](step, nodes, facts or {})
+            return await STEPS[step.kind](step, nodes)
     except TimeoutError:
         return Outcome(False, f"timed out after {step.timeout_s:g} s")
     except (MySQLError, RunnerError, OSError) as exc:

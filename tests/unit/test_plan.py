@@ -178,9 +178,10 @@ def test_switchover_order() -> None:
         (K.SET_READ_ONLY, "node1"),
         (K.CATCH_UP, "node2"),
         (K.VIP_DOWN, "node1"),
-        (K.STOP_SERVICE, "node1"),
         (K.PROMOTE, "node2"),
         (K.VIP_UP, "node2"),
+        # After the VIP: a slow Zabbix stop must not lengthen the write block.
+        (K.STOP_SERVICE, "node1"),
         (K.START_SERVICE, "node2"),
         (K.MAKE_REPLICA, "node1"),
         (K.RESTART_AGENT, "node2"),
@@ -188,6 +189,7 @@ def test_switchover_order() -> None:
         (K.CHECK_HOT, "node2"),
     ]
     assert plan[1].on_failure is OnFailure.STOP  # planned: no promotion before caught up
+    assert all(s.on_failure is OnFailure.STOP for s in plan[:5])
     assert K.WRITE_FLAG not in {s.kind for s in plan}
 
 
