@@ -14,6 +14,7 @@ packages=(
     nftables                               # packet-loss and link-cut faults
     zabbix-server-mysql                    # the cold-standby service, for real
     apache2                                # the hot-standby web tier
+    mha4mysql-manager mha4mysql-node       # MHA 0.58, for the side-by-side benchmark
     procps psmisc util-linux curl ca-certificates
     python3 python3-venv python3-dev gcc
 )
