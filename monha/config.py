@@ -253,6 +253,31 @@ class Fence(Base):
     timeout_s: Timeout = 30.0
 
 
+class Salvage(Base):
+    """Binlog salvage (issue 4): copy the events the replica never received from the old
+    primary's binary log over SSH and apply them here before promoting. Off until
+    `binlog_index` is set: the daemon cannot ask a dead mysqld where its binary logs are."""
+
+    # The old primary's binary log index file (log_bin's basename + ".index"); relative entries
+    # in it are read relative to the index's directory (the datadir, for a relative log_bin).
+    binlog_index: AbsPath | None = None
+    # The server's own binlog tool on the old primary (mariadb-binlog, or mysqlbinlog).
+    binlog_tool: AbsPath = "/usr/bin/mariadb-binlog"
+    # Reads SQL on stdin and applies it to THIS node's server as a user that may replay
+    # binary logs (MariaDB root over the local socket). Also used on the old primary to undo
+    # errant transactions at rejoin.
+    apply_command: Argv = (
+        "/usr/bin/mariadb",
+        "--no-defaults",
+        "--user=root",
+        "--batch",
+        "--binary-mode",
+    )
+    timeout_s: Timeout = 30.0
+    # Refuse to hold more than this much binlog tool output in memory (MiB).
+    max_output_mib: Annotated[int, Field(ge=1, le=4096)] = 256
+
+
 class ColdService(Base):
     name: Name
     start: Argv
@@ -310,6 +335,7 @@ class Config(Base):
     witness: tuple[Witness, ...] = _items()
     failover: Failover
     fence: Fence | None = None
+    salvage: Salvage = Salvage()
     services: Services = Services()
     metrics: Metrics = Metrics()
     control: Control = Control()

@@ -27,6 +27,7 @@ from typing import Any
 import aiomysql
 import pymysql
 
+from monha import semisync
 from monha.dialect import (
     Contact,
     ContactSample,
@@ -42,6 +43,7 @@ from monha.dialect import (
     update_contact,
 )
 from monha.model import BinlogCoordinates, ProbeResult, ProbeStatus, ReplicaStatus, ReplicaView
+from monha.semisync import SemiSyncState
 
 # Errors that prove a server answered (MHA's list): too many connections, bad handshake, access
 # denied, host blocked/not allowed, user limits, auth protocol. The server is up; we were refused.
@@ -385,6 +387,32 @@ class Server:
             )
         except DialectError as exc:
             raise MySQLError(f"{self.describe()}: {exc}") from None
+
+    async def gtid_state(self, timeout_s: float | None = None) -> list[str]:
+        """Every GTID position this server has (MariaDB: binlog and replica positions, which
+        `salvage.parse_gtid_state` merges; MySQL: gtid_executed)."""
+        d = await self.dialect(timeout_s)
+        sql = (
+            "SELECT @@GLOBAL.gtid_binlog_pos AS b, @@GLOBAL.gtid_slave_pos AS s"
+            if d.is_mariadb
+            else "SELECT @@GLOBAL.gtid_executed AS b"
+        )
+        rows = (await self._run("read GTID positions", [(sql, None)], timeout_s))[0]
+        return [str(v or "") for v in rows[0].values()] if rows else []
+
+    async def semi_sync_state(self, timeout_s: float | None = None) -> SemiSyncState:
+        """Semi-sync settings and live state (for status and check); see `monha.semisync`."""
+        variables, status = await self._run(
+            "read semi-sync state",
+            [(semisync.VARIABLES_SQL, None), (semisync.STATUS_SQL, None)],
+            timeout_s,
+        )
+        return semisync.parse_semi_sync(variables, status)
+
+    async def stop_replica(self, timeout_s: float | None = None) -> None:
+        """Stop both replica threads (idempotent); the replica settings stay."""
+        d = await self.dialect(timeout_s)
+        await self._run("stop replica", [(d.stop_replica_sql, None)], timeout_s)
 
     # --- catching up ----------------------------------------------------------------------
 

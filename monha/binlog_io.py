@@ -1,0 +1,326 @@
+"""Binlog salvage and errant transactions, the I/O: run the binlog tool on the old primary over
+SSH, apply its output here, and save what only the old primary has.
+
+Job: `salvage` (the plan's SALVAGE_BINLOG step) and `find_errant` (for `monha-ctl rejoin`,
+issue 5). Both read the old primary's binary logs by path from the configured index (its
+mysqld may be dead), run the server's own binlog tool there as an argv (each argument quoted
+by the SSH runner; no remote pipes or shells), bring the output back in memory (bounded), and
+let `monha.salvage` decide what to do with it.
+
+Must not: apply anything `monha.salvage` did not select (it never replays a partial
+transaction or anything the new primary already has), build a shell string, log (the
+executor logs the step's outcome), or raise on a salvage problem: every problem becomes a
+`SalvageReport` with ok=False and the reason, because the failover goes on without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from monha.mysql import MySQLError, Server
+from monha.runners import CommandResult, Runner, RunnerError
+from monha.salvage import (
+    Dump,
+    GtidState,
+    SalvageError,
+    check_start,
+    files_from,
+    parse_dump,
+    parse_gtid_state,
+    parse_index,
+    restart_point,
+    script_for,
+    select,
+    tool_argv,
+    truncated_tail,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SalvageReport:
+    ok: bool
+    detail: str
+    transactions: int = 0
+    data: dict[str, str] = field(default_factory=dict)
+
+
+class _Clock:
+    def __init__(self, timeout_s: float) -> None:
+        self.deadline = time.monotonic() + timeout_s
+
+    def left(self) -> float:
+        return max(0.1, self.deadline - time.monotonic())
+
+
+async def _read_index(old: Runner, index: str, clock: _Clock) -> list[str]:
+    res = await old.run(["cat", index], clock.left())
+    if not res.ok:
+        raise SalvageError(f"cannot read the binlog index {index}: {res.summary()}")
+    files = parse_index(res.stdout.decode("utf-8", "replace"), index)
+    if not files:
+        raise SalvageError(f"the binlog index {index} lists no files")
+    return files
+
+
+async def _run_tool(
+    old: Runner,
+    flavor: str,
+    tool: str,
+    start: int,
+    files: list[str],
+    clock: _Clock,
+    max_bytes: int,
+    **flags: bool,
+) -> tuple[Dump, CommandResult]:
+    res = await old.run(tool_argv(flavor, tool, start, files, **flags), clock.left())
+    if res.timed_out:
+        raise SalvageError(f"the binlog tool did not finish in time: {res.summary()}")
+    if len(res.stdout) > max_bytes:
+        raise SalvageError(f"the binlog tool printed more than {max_bytes // 2**20} MiB")
+    if not res.ok and not (truncated_tail(res.stderr) and res.stdout):
+        raise SalvageError(f"the binlog tool failed: {res.summary()}")
+    dump = parse_dump(res.stdout)
+    check_start(dump, start, res.stderr)
+    return dump, res
+
+
+def _name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+async def salvage(
+    new: Server,
+    local: Runner,
+    old: Runner,
+    *,
+    binlog_index: str,
+    binlog_tool: str,
+    apply_argv: list[str] | tuple[str, ...],
+    timeout_s: float,
+    max_output_mib: int = 256,
+) -> SalvageReport:
+    """Apply to `new` (this node, still a replica) what the old primary's binary log holds
+    beyond what `new` applied. Never raises for a salvage problem.
+
+    Replication is stopped first, so the applier's position is final; salvaging from the
+    position the SQL thread APPLIED (not the one the IO thread read) also recovers what sat
+    unapplied in the relay log, which promotion discards. Every transaction carries its GTID
+    and those `new` already has are left out, so a repeated run (a daemon killed mid-salvage)
+    applies nothing twice.
+    """
+    clock = _Clock(timeout_s)
+    data: dict[str, str] = {}
+    try:
+        await new.stop_replica(clock.left())
+        status = await new.replica_status(clock.left())
+        if not status.configured or status.exec_position is None:
+            return SalvageReport(True, "not a replica (already promoted?): nothing to salvage")
+        start = status.exec_position
+        data["salvage_from_file"], data["salvage_from_pos"] = start.file, str(start.position)
+        if status.read_position is not None and status.read_position != start:
+            data["salvage_relay_unapplied_to"] = (
+                f"{status.read_position.file}:{status.read_position.position}"
+            )
+        flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
+        target = parse_gtid_state(*await new.gtid_state(clock.left()))
+        files = files_from(await _read_index(old, binlog_index, clock), start.file)
+        max_bytes = max_output_mib * 2**20
+        dump, res = await _run_tool(
+            old, flavor, binlog_tool, start.position, files, clock, max_bytes
+        )
+        again = restart_point(dump, target)
+        if again is not None:  # a repeated salvage: start at the first transaction new lacks
+            files = files[again[0] :]
+            dump, res = await _run_tool(old, flavor, binlog_tool, again[1], files, clock, max_bytes)
+        sel = select(dump, target)
+    except (SalvageError, MySQLError, RunnerError, OSError) as exc:
+        data["salvage_error"] = str(exc)
+        return SalvageReport(False, f"not salvaged: {exc}", 0, data)
+    data.update(
+        salvage_incomplete_dropped=str(sel.incomplete),
+        salvage_already_present=str(sel.already_present),
+        old_binlog_end_file=_name(files[sel.end_file_index]),
+        old_binlog_end_pos=str(sel.end_pos),
+    )
+    notes = []
+    if res.stderr.strip() and sel.end_file_index < len(files) - 1:
+        # The tool stopped before the last file: a damaged log in the middle. What came
+        # before is complete and contiguous, so it is still applied; the rest is reported.
+        notes.append(
+            f"the binlog tool stopped in {_name(files[sel.end_file_index])} before "
+            f"{_name(files[-1])}: later events were not read"
+        )
+        data["salvage_error"] = notes[-1]
+    if not sel.transactions:
+        data.update(salvaged_transactions="0", salvaged_events="0")
+        return SalvageReport(not notes, "; ".join([sel.summary(), *notes]), 0, data)
+    applied = await local.run(list(apply_argv), clock.left(), input=sel.script)
+    try:
+        after = parse_gtid_state(*await new.gtid_state(clock.left()))
+    except MySQLError as exc:
+        after = GtidState()
+        notes.append(f"could not re-read GTIDs after applying: {exc}")
+    # Count from the server's own state: a client that failed midway applied a prefix (each
+    # transaction is atomic), and only the server knows how long it was.
+    done = sum(1 for tx in dump.transactions() if tx.gtid and tx.complete and after.has(tx.gtid))
+    done -= sel.already_present
+    data.update(
+        salvaged_transactions=str(max(done, 0)),
+        salvaged_events=str(sel.events if applied.ok else 0),
+        salvaged_first_gtid=sel.first_gtid,
+        salvaged_last_gtid=sel.last_gtid,
+        salvaged_to_file=_name(files[sel.end_file_index]),
+        salvaged_to_pos=str(sel.end_pos),
+        salvaged_to_gtid=sel.target_after,
+    )
+    if not applied.ok:
+        data["salvage_error"] = f"applying failed: {applied.summary()}"
+        data["salvaged_to_gtid"] = after.render()
+        return SalvageReport(
+            False,
+            f"applied {done} of {sel.transactions} transaction(s), then: {applied.summary()}",
+            max(done, 0),
+            data,
+        )
+    return SalvageReport(
+        not notes, "salvaged " + "; ".join([sel.summary(), *notes]), sel.transactions, data
+    )
+
+
+# --- errant transactions -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ErrantReport:
+    """What only the old primary has, and where it was saved.
+
+    `rejoin_gtid`: the old primary's position that the new primary also has; on MariaDB the
+    old primary replicates from the new one with gtid_slave_pos set to it (after the errant
+    transactions were undone with `flashback_file`, or accepted as lost). `sql_file`: the
+    errant transactions as a replayable script (with the rows as comments), for an operator
+    who decides to re-apply them on the new primary. Empty lists/paths when there are none.
+    """
+
+    errant: tuple[str, ...]
+    events: int
+    from_file: str
+    from_pos: int
+    old_end_file: str
+    old_end_pos: int
+    rejoin_gtid: str
+    sql_file: str = ""
+    flashback_file: str = ""
+    incomplete_dropped: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.errant)
+
+
+class ErrantError(RuntimeError):
+    """The errant transactions could not be determined; nothing was saved."""
+
+
+async def find_errant(
+    old: Server,
+    old_runner: Runner,
+    new: Server,
+    flag_failback: dict[str, str],
+    out_dir: Path,
+    *,
+    binlog_index: str,
+    binlog_tool: str,
+    timeout_s: float = 60.0,
+    max_output_mib: int = 256,
+) -> ErrantReport:
+    """Find the transactions in the old primary's binary log that the new primary lacks, and
+    save them under `out_dir` (errant-<time>.sql, and errant-<time>.flashback.sql on MariaDB).
+
+    The range starts where the new primary stopped taking the old one's events: the salvage's
+    end when a salvage ran, else the position its applier had reached at promotion (both are
+    in the flag's failback data). `old` is only asked for its flavor when it answers; its
+    files are read by path, so a stopped mysqld is fine.
+    """
+    clock = _Clock(timeout_s)
+    fb = flag_failback
+    file = fb.get("salvaged_to_file") or fb.get("applied_from_old_file", "")
+    pos = fb.get("salvaged_to_pos") or fb.get("applied_from_old_pos", "")
+    if not file or not pos.isdigit():
+        raise ErrantError(
+            "the flag's failback data has no position in the old primary's binary log "
+            "(applied_from_old_file/pos): cannot tell what only the old primary has"
+        )
+    try:
+        flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
+        target = parse_gtid_state(*await new.gtid_state(clock.left()))
+        files = files_from(await _read_index(old_runner, binlog_index, clock), file)
+        max_bytes = max_output_mib * 2**20
+        dump, _ = await _run_tool(
+            old_runner, flavor, binlog_tool, int(pos), files, clock, max_bytes, verbose=True
+        )
+    except (SalvageError, MySQLError, RunnerError, OSError) as exc:
+        raise ErrantError(str(exc)) from None
+    errant = [
+        tx for tx in dump.transactions() if tx.complete and not (tx.gtid and target.has(tx.gtid))
+    ]
+    incomplete = sum(1 for tx in dump.transactions() if not tx.complete)
+    # What the new primary shares with the old one: where the salvage ended, or where its
+    # applier stood at promotion.
+    rejoin = fb.get("salvaged_to_gtid") or fb.get("applied_from_old_gtid", "")
+    events = dump.events()
+    end = events[-1] if events else None
+    report = ErrantReport(
+        errant=tuple(str(tx.gtid) if tx.gtid else f"anonymous@{tx.events[0].at}" for tx in errant),
+        events=sum(len(tx.events) for tx in errant),
+        from_file=file,
+        from_pos=int(pos),
+        old_end_file=_name(files[end.file_index]) if end else file,
+        old_end_pos=end.end if end else int(pos),
+        rejoin_gtid=rejoin,
+        incomplete_dropped=incomplete,
+    )
+    if not errant:
+        return report
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    sql_path = out_dir / f"errant-{stamp}.sql"
+    _save(sql_path, script_for(dump, errant))
+    flashback = ""
+    if flavor == "mariadb":
+        first = errant[0].events[0]
+        try:
+            _, fb_res = await _run_tool(
+                old_runner,
+                flavor,
+                binlog_tool,
+                first.at,
+                files[first.file_index :],
+                clock,
+                max_bytes,
+                flashback=True,
+            )
+        except (SalvageError, RunnerError) as exc:
+            raise ErrantError(f"saved {sql_path}, but the flashback failed: {exc}") from None
+        fb_path = out_dir / f"errant-{stamp}.flashback.sql"
+        _save(fb_path, fb_res.stdout)
+        flashback = str(fb_path)
+    return replace(report, sql_file=str(sql_path), flashback_file=flashback)
+
+
+def _save(path: Path, data: bytes) -> None:
+    # A few MiB at most, written once by an operator command: not worth a thread. Mode 0600:
+    # these are rows of the monitored application.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(data)
+
+
+async def apply_script(
+    runner: Runner, apply_argv: list[str] | tuple[str, ...], script: bytes, timeout_s: float
+) -> CommandResult:
+    """Feed a script to the server client on the runner's node (used to undo errant
+    transactions on the old primary with the flashback file)."""
+    async with asyncio.timeout(timeout_s + 1):
+        return await runner.run(apply_argv, timeout_s, input=script)
