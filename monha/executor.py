@@ -124,6 +124,9 @@ class Executor:
                 self.log.warning("failpoint_reached", step=step.key)
                 os._exit(FAILPOINT_EXIT)
             self.metrics.step_duration.labels(str(step.kind)).set(duration)
+            salvaged = outcome.data.get("salvaged_transactions", "")
+            if step.kind is StepKind.SALVAGE_BINLOG and salvaged.isdigit():
+                self.metrics.salvaged.inc(int(salvaged))
             event = "step_finished" if outcome.ok else "step_failed"
             self.log.log(
                 20 if outcome.ok else 40,

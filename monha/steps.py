@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monha import probes
+from monha import binlog_io, probes
 from monha.model import BinlogCoordinates, Step, StepKind
 from monha.mysql import MySQLError, Server
 from monha.runners import CommandResult, Runner, RunnerError
@@ -155,7 +155,30 @@ async def catch_up(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcom
             facts["old_primary_final_file"], int(facts["old_primary_final_pos"])
         )
     ok, detail = await nodes.mysql[step.node].wait_caught_up(step.timeout_s, target)
-    return Outcome(ok, detail)
+    # Into the flag as well: what was left unapplied when the bound was hit (issue 4).
+    return Outcome(
+        ok, detail, {"catch_up": "caught up" if ok else "not caught up", "catch_up_detail": detail}
+    )
+
+
+# The salvage keeps this share of its step's time for itself, so that it reports what it did
+# rather than being cut off by the step's own timeout.
+_SALVAGE_SHARE = 0.9
+
+
+async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
+    """Apply what the old primary's binary log holds beyond what this replica applied."""
+    report = await binlog_io.salvage(
+        nodes.mysql[step.node],
+        nodes.runners[step.node],
+        nodes.runners[step.arg("old")],
+        binlog_index=step.arg("binlog_index"),
+        binlog_tool=step.arg("binlog_tool"),
+        apply_argv=step.argv,
+        timeout_s=step.timeout_s * _SALVAGE_SHARE,
+        max_output_mib=int(step.arg("max_output_mib", "256")),
+    )
+    return Outcome(report.ok, report.detail, report.data)
 
 
 async def promote(step: Step, nodes: Nodes) -> Outcome:
@@ -241,6 +264,7 @@ STEPS = {
     StepKind.SET_READ_ONLY: set_read_only,
     StepKind.PROMOTE: promote,
     StepKind.CHECK_HOT: check_hot,
+    StepKind.SALVAGE_BINLOG: salvage_binlog,
 }
 
 
