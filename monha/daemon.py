@@ -19,10 +19,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, fsm, log
+from monha import __version__, check, fsm, log
 from monha.config import Config, ConfigError, load_config
 from monha.executor import Executor
-from monha.journal import Journal, RecordError, clear_flag, read_flag
+from monha.journal import Journal, RecordError, read_flag
 from monha.metrics import Metrics
 from monha.model import (
     Decision,
@@ -36,10 +36,15 @@ from monha.model import (
 )
 from monha.mysql import MySQLError, Server
 from monha.observe import Observer, Peers, local_node
+from monha.operations import Operations
 from monha.plan import build_failover_plan, describe
 from monha.runners import LocalRunner, RunnerError, SshRunner
 from monha.sdnotify import Notifier
-from monha.steps import Nodes, Outcome, drain_background, run_step
+from monha.steps import Nodes, Outcome, ReplicationSource, drain_background, run_step
+
+# The VIP holder metric is refreshed every few ticks, each question bounded.
+VIP_EXPORT_EVERY_TICKS = 5
+VIP_EXPORT_TIMEOUT_S = 1.0
 
 # After a plan stopped on a failed step, wait this long before the next attempt: the journal
 # keeps what finished, and hammering a failing step every tick helps nobody.
@@ -77,6 +82,10 @@ class Daemon:
         self._reload_requested = False
         self._signals = 0
         self._next_plan_at = 0.0
+        # Held by each tick and by each operator command (switchover, rejoin, ...): a command
+        # never runs while a tick decides, nor a tick while a command changes the topology.
+        self.busy = asyncio.Lock()
+        self._ticks = 0
         self._build()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -123,6 +132,26 @@ class Daemon:
             self.nodes,
             self.metrics,
             cluster=cfg.cluster.name,
+        )
+        repl_pw = cfg.mysql.replication_secret().get_secret_value()
+        self.nodes.sources = {
+            n.name: ReplicationSource(
+                n.address,
+                n.mysql_port,
+                cfg.mysql.replication_user,
+                repl_pw,
+                cfg.mysql.heartbeat_period_s,
+            )
+            for n in cfg.nodes
+        }
+        self.operations = Operations(
+            cfg,
+            self.me,
+            self.nodes,
+            self.executor,
+            self.metrics,
+            self.busy,
+            self.notifier.watchdog,
         )
 
     async def _close_handles(self) -> None:
@@ -201,7 +230,11 @@ class Daemon:
             started = loop.time()
             if self._reload_requested:
                 self._reload()
-            await self.tick()
+            async with self.busy:
+                await self.tick()
+            self._ticks += 1
+            if self._ticks % VIP_EXPORT_EVERY_TICKS == 1:
+                await self._export_vip()
             if first:
                 self.notifier.ready(f"{self.state.state}: {self._reason()}")
                 first = False
@@ -219,6 +252,7 @@ class Daemon:
         self.last_observation = obs
         self._export(obs)
         self.role = await self._role(obs)
+        self.metrics.local_role.state(self.role)
         self.idle_primary = self.role == "primary" and not (obs.flag_present or obs.journal_open)
         if self.idle_primary:
             await self._watch_old_primary(obs)
@@ -250,7 +284,12 @@ class Daemon:
         A supervisor may restart its mysqld writable, or a frozen host may thaw still holding
         the VIP (its kernel answers ARP for it). Only the node that the flag names as the new
         primary does this, and only against the old primary.
+        And only while this node IS the primary: after a rejoin and a switchover back (the
+        failback), the flag is still here until `resume`, and the old primary is the
+        primary again by the operator's will.
         """
+        if self.role != "primary":
+            return
         try:
             flag = read_flag(Path(self.cfg.failover.flag_file)) or {}
         except RecordError:
@@ -385,12 +424,43 @@ class Daemon:
     # --- control API ----------------------------------------------------------------------
 
     async def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The control API's commands; what they do lives in monha.operations."""
         cmd = request["cmd"]
+        ops = self.operations
         if cmd == "status":
-            return {"ok": True, **self.status()}
+            answer = {"ok": True, **self.status()}
+            if request.get("cluster", True):
+                answer["cluster"] = (await ops.survey()).to_dict()
+            return answer
+        if cmd == "check":
+            return await ops.check()
+        if cmd == "switchover":
+            to = request.get("to")
+            return await ops.switchover(to if isinstance(to, str) else None)
+        if cmd == "failover":
+            return await ops.failover(request.get("force") is True)
+        if cmd == "rejoin":
+            node = request.get("node")
+            if not isinstance(node, str):
+                return {"ok": False, "error": "rejoin needs a node name"}
+            return await ops.rejoin(node)
         if cmd == "resume":
-            return await self._resume()
+            return await ops.resume()
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def _export_vip(self) -> None:
+        """Who holds the VIP, for monha_vip_held: locally each time, the peer only while SSH
+        reached it on the last tick (a hung SSH must not stretch the ticks)."""
+        obs = self.last_observation
+        ssh_up = obs is not None and obs.primary_ssh.status is ProbeStatus.OK
+        for name, runner in self.nodes.runners.items():
+            if name != self.me and not ssh_up:
+                continue
+            try:
+                held = await check.holds_vip(self.cfg, runner, name, VIP_EXPORT_TIMEOUT_S)
+            except (RunnerError, TimeoutError):
+                continue
+            self.metrics.vip_holder.labels(name).set(1 if held else 0)
 
     def status(self) -> dict[str, Any]:
         obs = self.last_observation
@@ -410,15 +480,29 @@ class Daemon:
             "reason": self._reason(),
             "observation": _observation_dict(obs) if obs else None,
             "flag": flag,
+            "operation_running": self.busy.locked(),
+            "journal": _journal_summary(Path(self.cfg.failover.journal_file)),
         }
 
-    async def _resume(self) -> dict[str, Any]:
-        journal = Journal(Path(self.cfg.failover.journal_file))
-        if journal.open_record() is not None:
-            return {"ok": False, "error": "a failover is unfinished: it must end first"}
-        removed = clear_flag(Path(self.cfg.failover.flag_file))
-        self.log.info("flag_cleared", removed=removed)
-        return {"ok": True, "removed": removed}
+
+def _journal_summary(path: Path) -> dict[str, Any] | None:
+    """The last plan in the journal, in a few fields (an unfinished switchover shows here)."""
+    try:
+        record = Journal(path).load()
+    except RecordError as exc:
+        return {"error": str(exc)}
+    if record is None:
+        return None
+    return {
+        "id": record.failover_id,
+        "kind": record.kind,
+        "old_primary": record.old_primary,
+        "new_primary": record.new_primary,
+        "finished": record.finished,
+        "started_at": record.started_at,
+        "steps_done": len(record.done),
+        "rolled_back": bool(record.data.get("rolled_back")),
+    }
 
 
 def _observation_dict(obs: Observation) -> dict[str, Any]:
