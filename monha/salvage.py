@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 # "# at 18275": the position of the event that follows (several may precede one event header).
 _AT = re.compile(rb"^# at (\d+)\s*$")
 # "#261126  1:10:38 server id 101  end_log_pos 18317 CRC32 0x270a8586 \tGTID 0-101-34 trans"
-_HEADER = re.compile(rb"^#\d{6}\s+\d{1,2}:\d{2}:\d{2}\s+server id (\d+)\s+end_log_pos (\d+)(.*)$")
+_HEADER = re.compile(
+    rb"^#\d{6}\s+\d{1,2}:\d{2}:\d{2}\s+server id (\d+)\s+end_log_pos (\d+)"
+    rb"(?:\s+CRC32 0x[0-9a-fA-F]+)?\s*(.*)$"
+)
 _MARIA_GTID = re.compile(rb"\bGTID (\d+)-(\d+)-(\d+)\b(.*)$")
 _MYSQL_GTID_NEXT = re.compile(rb"^SET @@SESSION\.GTID_NEXT\s*=\s*'([^']*)'", re.IGNORECASE)
 _END_SQL = re.compile(rb"^(COMMIT|ROLLBACK)\s*/\*!\*/;\s*$")
