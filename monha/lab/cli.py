@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", parents=[common], help="build and start the lab")
     up.add_argument("--replace", action="store_true", help="tear down an existing lab first")
     up.add_argument(
+        "--semi-sync",
+        action="store_true",
+        help="MariaDB semi-synchronous replication (AFTER_SYNC) on both nodes",
+    )
+    up.add_argument(
         "--mysqld-safe",
         action="store_true",
         help="run MariaDB under mysqld_safe (restarts it after kill -9, like a real host)",
@@ -116,6 +121,7 @@ def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
         print(f"bringing up lab {lab.prefix!r} ...", flush=True)
         seconds = lab.up(
             supervised=args.mysqld_safe,
+            semi_sync=args.semi_sync,
             replace=args.replace,
             keep_on_failure=args.keep_on_failure,
             log=lambda m: print(m, flush=True),

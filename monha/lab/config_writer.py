@@ -32,6 +32,12 @@ def _argv(*items: str) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
+_APPLY = _argv(
+    "/usr/bin/mariadb", "--no-defaults", "--user=root", f"--socket={IN_NODE_SOCKET}",
+    "--batch", "--binary-mode",
+)  # fmt: skip
+
+
 def render(paths: LabPaths) -> str:
     init = IN_NODE_INIT_D
     nodes = "\n".join(
@@ -93,6 +99,13 @@ catchup_timeout_s = 30.0
 fence_timeout_s = 10.0
 promote_timeout_s = 10.0
 vip_timeout_s = 5.0
+
+[salvage]
+# The node's datadir is /run/mysqld/data inside the node (log_bin = mysql-bin, relative).
+binlog_index = "/run/mysqld/data/mysql-bin.index"
+binlog_tool = "/usr/bin/mariadb-binlog"
+apply_command = {_APPLY}
+timeout_s = 20.0
 
 [[services.cold_standby]]
 name = "zabbix-server"

@@ -136,6 +136,7 @@ class Lab:
         self,
         *,
         supervised: bool = False,
+        semi_sync: bool = False,
         replace: bool = False,
         keep_on_failure: bool = False,
         log: Log = print,
@@ -151,7 +152,7 @@ class Lab:
             log(f"replacing lab {self.prefix!r}")
             self.down(log=log)
         try:
-            self._up(supervised, log)
+            self._up(supervised, log, semi_sync=semi_sync)
         except BaseException as exc:
             if keep_on_failure:
                 log(f"up failed ({exc}); left as is: `monha-lab down --prefix {self.prefix}`")
@@ -165,7 +166,7 @@ class Lab:
             state.up_seconds = round(seconds, 2)
         return seconds
 
-    def _up(self, supervised: bool, log: Log) -> None:
+    def _up(self, supervised: bool, log: Log, *, semi_sync: bool = False) -> None:
         p = self.paths
         LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
         p.root.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -183,7 +184,7 @@ class Lab:
                 self._prepare_node_dirs(node)
                 netns.create_node_ns(p, state, node)
         for node in NODES:
-            mariadb.install_node(p, node, template)
+            mariadb.install_node(p, node, template, semi_sync=semi_sync)
             services.write_files(p, node)
         sshd.make_identity(p)
         config_writer.write(p)

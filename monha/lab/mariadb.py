@@ -212,7 +212,20 @@ def _build_template(final: Path) -> None:
 # --- per node ---------------------------------------------------------------------------
 
 
-def my_cnf(paths: LabPaths, node: str) -> str:
+# Semi-sync on both nodes (either may be the primary). AFTER_SYNC: a commit is acknowledged to
+# the client only once a replica has the event, so a primary host that dies loses no
+# acknowledged write. wait_no_slave=OFF: a primary without a replica (the new one right after a
+# failover) runs asynchronously at once instead of stalling each commit for the timeout.
+SEMI_SYNC_CNF = """\
+rpl_semi_sync_master_enabled = 1
+rpl_semi_sync_slave_enabled = 1
+rpl_semi_sync_master_wait_point = AFTER_SYNC
+rpl_semi_sync_master_timeout = 3000
+rpl_semi_sync_master_wait_no_slave = OFF
+"""
+
+
+def my_cnf(paths: LabPaths, node: str, *, semi_sync: bool = False) -> str:
     d = paths.node(node)
     read_only = 0 if node == "node1" else 1
     return (
@@ -233,14 +246,17 @@ def my_cnf(paths: LabPaths, node: str) -> str:
         f"read_only = {read_only}\n"
         # A heartbeat every second (set by CHANGE MASTER) and a short silence limit make
         # the replica notice a dead or restarted primary quickly.
-        "slave_net_timeout = 3\n" + _COMMON_CNF + "\n[mysqld_safe]\n"
+        "slave_net_timeout = 3\n"
+        + (SEMI_SYNC_CNF if semi_sync else "")
+        + _COMMON_CNF
+        + "\n[mysqld_safe]\n"
         "skip_syslog\n"
         f"log_error = {d.mysql_error_log}\n"
         f"pid_file = {d.mysql_pid_file}\n"
     )
 
 
-def install_node(paths: LabPaths, node: str, template: Path) -> None:
+def install_node(paths: LabPaths, node: str, template: Path, *, semi_sync: bool = False) -> None:
     """Copy the template into the node's datadir and write its my.cnf."""
     d = paths.node(node)
     d.mysql.mkdir(parents=True, exist_ok=True)
@@ -248,7 +264,7 @@ def install_node(paths: LabPaths, node: str, template: Path) -> None:
     run(["cp", "-a", "--reflink=auto", str(template), str(d.datadir)], timeout=120)
     run(["chown", "-R", f"{MYSQL_USER}:{MYSQL_USER}", str(d.mysql)])
     d.mysql.chmod(0o755)
-    d.my_cnf.write_text(my_cnf(paths, node))
+    d.my_cnf.write_text(my_cnf(paths, node, semi_sync=semi_sync))
 
 
 def server_argv(paths: LabPaths, node: str, *, supervised: bool) -> list[str]:
