@@ -320,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="all",
         help=f"comma-separated, or all: {','.join(s.name for s in SCENARIOS)}",
     )
+    p.add_argument("--systems", default="mha,monha", help="which systems, in run order")
     p.add_argument("--window", type=float, default=10.0, help="monitoring window (s)")
     p.add_argument("--out", type=Path, default=None, help="results file (JSON lines)")
     p.add_argument("--from", dest="from_", type=Path, default=None, help="only print tables")
@@ -331,9 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench.compare: run as root (the lab needs namespaces)", file=sys.stderr)
         return 1
     names = [s.name for s in SCENARIOS] if args.scenarios == "all" else args.scenarios.split(",")
-    unknown = [n for n in names if n not in BY_NAME]
+    systems = args.systems.split(",")
+    unknown = [n for n in names if n not in BY_NAME] + [s for s in systems if s not in SYSTEMS]
     if unknown:
-        p.error(f"unknown scenarios {unknown}")
+        p.error(f"unknown scenarios or systems: {unknown}")
     LOGS.mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or Path(f"/tmp/monha-bench-results-{stamp}.jsonl")
@@ -343,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     for run in range(1, args.runs + 1):
         for sc_name in names:
-            for system in SYSTEMS:  # A B, A B, ...: the same lab recipe, back to back
+            for system in systems:  # A B, A B, ...: the same lab recipe, back to back
                 r = one_run(BY_NAME[sc_name], system, run, prefix, args.window)
                 results.append(r)
                 with out.open("a") as f:
