@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, fsm, log
+from monha import __version__, check, fencing, fsm, log
 from monha.config import Config, ConfigError, load_config
 from monha.executor import Executor
 from monha.journal import Journal, RecordError, read_flag
@@ -31,16 +31,15 @@ from monha.model import (
     ProbeStatus,
     ReasonCode,
     State,
-    Step,
     StepKind,
 )
 from monha.mysql import MySQLError, Server
 from monha.observe import Observer, Peers, local_node
 from monha.operations import Operations
-from monha.plan import build_failover_plan, describe
+from monha.plan import describe
 from monha.runners import LocalRunner, RunnerError, SshRunner
 from monha.sdnotify import Notifier
-from monha.steps import Nodes, Outcome, ReplicationSource, drain_background, run_step
+from monha.steps import Nodes, ReplicationSource, drain_background
 
 # The VIP holder metric is refreshed every few ticks, each question bounded.
 VIP_EXPORT_EVERY_TICKS = 5
@@ -79,6 +78,7 @@ class Daemon:
         self.last_observation: Observation | None = None
         self.role = "unknown"
         self.idle_primary = False
+        self.self_fenced_because: str | None = None
         self._reload_requested = False
         self._signals = 0
         self._next_plan_at = 0.0
@@ -120,7 +120,19 @@ class Daemon:
             cfg.ssh.known_hosts,
             cfg.ssh.connect_timeout_s,
         )
-        self.peers = Peers(local=local, primary=remote, ssh=ssh)
+        witnesses = {
+            w.name: SshRunner(
+                w.address,
+                w.ssh_port,
+                w.ssh_user,
+                cfg.ssh.key_file,
+                cfg.ssh.known_hosts,
+                cfg.ssh.connect_timeout_s,
+            )
+            for w in cfg.witness
+            if w.ssh_user
+        }
+        self.peers = Peers(local=local, primary=remote, ssh=ssh, witnesses=witnesses)
         self.observer = Observer(cfg, self.me, self.peers, monitor_pw)
         self.policy = fsm.Policy.from_config(cfg)
         self.nodes = Nodes(
@@ -156,7 +168,9 @@ class Daemon:
 
     async def _close_handles(self) -> None:
         await drain_background(self.nodes, 5.0)
-        for closer in (self.peers.ssh.close, self.peers.local.close, self.peers.primary.close):
+        closers = [self.peers.ssh.close, self.peers.local.close, self.peers.primary.close]
+        closers += [w.close for w in self.peers.witnesses.values()]
+        for closer in closers:
             with contextlib.suppress(Exception):
                 await closer()
 
@@ -253,9 +267,15 @@ class Daemon:
         self._export(obs)
         self.role = await self._role(obs)
         self.metrics.local_role.state(self.role)
-        self.idle_primary = self.role == "primary" and not (obs.flag_present or obs.journal_open)
+        self.idle_primary = self.role in ("primary", "fenced") and not (
+            obs.flag_present or obs.journal_open
+        )
+        if self.idle_primary and self.role == "fenced":
+            self.state = MonitorState(state=State.HEALTHY, since=self.state.since or obs.at)
+            self.metrics.state.state(self.state.state.value)
+            return
         if self.idle_primary:
-            await self._watch_old_primary(obs)
+            await self._watch_peer_as_primary(obs)
             return
         decision = fsm.decide(self.state, obs, self.policy)
         self._log_decision(decision)
@@ -264,6 +284,9 @@ class Daemon:
         self.metrics.state.state(self.state.state.value)
         self.metrics.consecutive_failures.set(self.state.consecutive_failures)
         self.metrics.decisions.labels(decision.reason_code.value).inc()
+        self.metrics.partition_suspected.set(
+            1 if decision.reason_code is ReasonCode.HOLD_PARTITION else 0
+        )
         if self.state.state is State.DONE_FLAGGED:
             await self._refence(obs)
         if decision.plan and time.monotonic() >= self._next_plan_at:
@@ -298,75 +321,53 @@ class Daemon:
             return
         if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
             return
-        problems = await self._old_primary_problems(obs)
-        if not problems:
-            return
-        self.log.warning("old_primary_alive", node=obs.primary, problems=problems)
-        plan = build_failover_plan(self.policy.plan, obs.primary, self.me, ssh_reachable=True)
-        by_kind = {(s.kind, s.node): s for s in plan}
-        old = obs.primary
-        # read_only first and the VIP at the same time: those two stop split-brain writes.
-        urgent = [by_kind[(k, old)] for k in (StepKind.FENCE_MYSQL, StepKind.VIP_DOWN)]
-        outcomes = await asyncio.gather(*(run_step(s, self.nodes) for s in urgent))
-        for step, outcome in zip(urgent, outcomes, strict=True):
-            self._log_refence(step, outcome)
-        # The old primary may have answered ARP for the VIP while it was back: announce the
-        # VIP again from here so that clients' caches point at this node.
-        announce = by_kind[(StepKind.VIP_UP, self.me)]
-        self._log_refence(announce, await run_step(announce, self.nodes))
-        for step in plan:
-            if step.kind is StepKind.STOP_SERVICE and step.node == old:
-                self._log_refence(step, await run_step(step, self.nodes))
-
-    def _log_refence(self, step: Step, outcome: Outcome) -> None:
-        self.log.log(
-            20 if outcome.ok else 40,
-            "old_primary_refenced",
-            node=step.node,
-            step=step.key,
-            ok=outcome.ok,
-            detail=outcome.detail,
+        facts = await fencing.peer_facts(
+            self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=False
         )
-
-    async def _old_primary_problems(self, obs: Observation) -> list[str]:
-        problems = []
-        if obs.primary_mysql.status is ProbeStatus.OK:
-            try:
-                if not await self.peers.primary.read_only(self.cfg.probe.mysql_timeout_s):
-                    problems.append("its MySQL is writable")
-            except MySQLError as exc:
-                problems.append(f"its read_only could not be read ({exc})")
-        if obs.primary_ssh.status is ProbeStatus.OK:
-            vip = self.cfg.vip.address
-            iface = self.cfg.peer_of(self.me).interface
-            argv = ["ip", "-o", "-4", "addr", "show", "dev", iface, "to", f"{vip}/32"]
-            try:
-                res = await self.peers.ssh.run(argv, self.cfg.probe.ssh_timeout_s)
-            except RunnerError as exc:
-                problems.append(f"its addresses could not be listed ({exc})")
-            else:
-                if res.ok and res.stdout.strip():
-                    problems.append(f"it holds the VIP {vip}")
-        return problems
+        if facts.writable or facts.holds_vip:
+            await fencing.refence_old_primary(
+                self.policy.plan, self.nodes, obs.primary, self.me, facts
+            )
 
     async def _role(self, obs: Observation) -> str:
-        """The role: "primary" when the local MySQL answers and replicates from nobody.
+        """The role, from the live topology: "standby" while the local MySQL replicates,
+        "primary" when it replicates from nobody and takes writes, "fenced" when it
+        replicates from nobody and is read_only (an old primary waiting to be rejoined).
 
-        A primary with no failover recorded (no journal, no flag) has nothing to decide: the
-        peer's monha watches it. With a flag or an open journal the state machine still runs,
-        so that the flag's reason is reported and an unfinished failover is finished.
+        A primary or fenced node with no failover recorded (no journal, no flag) has nothing
+        to decide: the peer's monha watches it. With a flag or an open journal the state
+        machine still runs, so that the flag's reason is reported and an unfinished failover
+        is finished.
         """
         rv = obs.replica_view
-        if rv.probe.status is ProbeStatus.OK and rv.status is not None and not rv.status.configured:
-            return "primary"
-        return "standby"
+        if rv.probe.status is not ProbeStatus.OK or rv.status is None or rv.status.configured:
+            return "standby"
+        try:
+            read_only = await self.peers.local.read_only(self.cfg.probe.mysql_timeout_s)
+        except MySQLError:
+            return "standby"  # unclear: the state machine holds when evidence is missing
+        return "fenced" if read_only else "primary"
 
-    async def _watch_old_primary(self, obs: Observation) -> None:
-        """This node is the primary: report it. (Self-fencing against a writable peer that
-        took over is issue 8's.)"""
+    async def _watch_peer_as_primary(self, obs: Observation) -> None:
+        """This node is the primary: watch the peer, and fence this node the moment the peer
+        shows it took over (its flag, or the VIP): two primaries must not both take writes."""
         if self.last_decision is None or self.state.state is not State.HEALTHY:
             self.state = MonitorState(state=State.HEALTHY, since=obs.at)
         self.metrics.state.state(self.state.state.value)
+        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
+            return  # the peer is out of sight: nothing says it took over
+        facts = await fencing.peer_facts(
+            self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=True
+        )
+        why = fsm.peer_took_over(
+            obs.primary, holds_vip=facts.holds_vip, writable=facts.writable, flag=facts.flag
+        )
+        if why is None:
+            if facts.writable:
+                self.log.warning("peer_writable", peer=obs.primary, detail="no VIP, no flag there")
+            return
+        await fencing.self_fence(self.policy.plan, self.nodes, self.me, obs.primary, why)
+        self.self_fenced_because = why
 
     def _export(self, obs: Observation) -> None:
         m = self.metrics
@@ -417,6 +418,12 @@ class Daemon:
             )
 
     def _reason(self) -> str:
+        if self.idle_primary and self.role == "fenced":
+            why = f" ({self.self_fenced_because})" if self.self_fenced_because else ""
+            return (
+                f"this node is fenced: read_only, replicating from nobody{why}; "
+                "make it a replica of the primary (monha-ctl rejoin)"
+            )
         if self.idle_primary:
             return "this node is the primary; the peer's monha watches it"
         return self.last_decision.reason if self.last_decision else "starting"
@@ -480,7 +487,7 @@ class Daemon:
             "reason": self._reason(),
             "observation": _observation_dict(obs) if obs else None,
             "flag": flag,
-            "operation_running": self.busy.locked(),
+            "operation_running": self.operations.running,
             "journal": _journal_summary(Path(self.cfg.failover.journal_file)),
         }
 

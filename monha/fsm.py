@@ -28,8 +28,9 @@ fail over only if ALL of:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from monha.config import Config
 from monha.model import (
@@ -296,7 +297,10 @@ def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessm
     if policy.witnesses:
         if not (lost or host_down):
             return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} and {host}")
-        where = f"witness {', '.join(answering)} answered and none sees it"
+        said = "; ".join(f"{w.target}: {w.detail}" for w in results if w.answered and w.detail)
+        where = f"witness {', '.join(answering)} answered and none sees it" + (
+            f" ({said})" if said else ""
+        )
         return event(
             E.PRIMARY_LOST,
             f"{head}; {where}; {replica}; {host}",
@@ -404,3 +408,26 @@ def markdown_table() -> str:
         for r in TABLE
     ]
     return "\n".join(out) + "\n"
+
+
+# --- Split brain: when a primary must fence itself. ------------------------------------------
+
+
+def peer_took_over(
+    peer: str, *, holds_vip: bool | None, writable: bool | None, flag: Mapping[str, Any] | None
+) -> str | None:
+    """Why this node, a primary, must fence itself now; None when it must not.
+
+    Either sign is enough: the peer holds a completion flag naming itself the new primary (it
+    failed over), or it holds the VIP (clients reach it, not us). A peer that is merely
+    writable, with neither, is no reason: with two writable nodes and no other sign, fencing
+    here could leave no primary at all, and restoring monitoring comes first.
+    """
+    if flag is not None and flag.get("new_primary") == peer:
+        return (
+            f"{peer} holds a completion flag naming it the new primary "
+            f"(failover {flag.get('failover_id', '?')})"
+        )
+    if holds_vip:
+        return f"{peer} holds the VIP" + (" and is writable" if writable else "")
+    return None

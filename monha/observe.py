@@ -11,11 +11,11 @@ import errno
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from monha import probes
-from monha.config import Config
+from monha.config import Config, Witness
 from monha.journal import Journal, RecordError, read_flag
 from monha.model import Observation, ProbeResult, ProbeStatus
 from monha.mysql import Server, probe_alive
@@ -55,6 +55,7 @@ class Peers:
     local: Server  # this node's MySQL, through its socket (or TCP)
     primary: Server  # the peer's MySQL over TCP, for fencing
     ssh: SshRunner  # the peer over SSH
+    witnesses: dict[str, SshRunner] = field(default_factory=dict)  # by name, those with SSH
 
 
 class Observer:
@@ -81,12 +82,9 @@ class Observer:
             probes.icmp(peer.address, bounded(p.icmp_timeout_s)),
             self._ssh(bounded(p.ssh_timeout_s)),
             self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
-            *(probes.icmp(w.address, bounded(p.icmp_timeout_s)) for w in self.cfg.witness),
+            *(self._witness(w, bounded(p.icmp_timeout_s)) for w in self.cfg.witness),
         )
-        witness_results = tuple(
-            ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
-            for w, r in zip(self.cfg.witness, witnesses, strict=True)
-        )
+        witness_results = tuple(witnesses)
         journal_open = False
         try:
             record = self.journal.open_record()
@@ -108,6 +106,44 @@ class Observer:
             flag_present=self.flag_present(),
             journal_open=journal_open,
         )
+
+    async def _witness(self, w: Witness, timeout_s: float) -> ProbeResult:
+        """Whether the witness answers this node (ICMP, or SSH), and, for a witness reached
+        over SSH, whether it gets a greeting from the primary's MySQL (`sees_primary`)."""
+        runner = self.peers.witnesses.get(w.name)
+        if runner is None:
+            r = await probes.icmp(w.address, timeout_s)
+            return ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
+        icmp, (ssh_ok, sees, how) = await asyncio.gather(
+            probes.icmp(w.address, timeout_s), self._witness_sees(runner, timeout_s)
+        )
+        answered = icmp.answered or ssh_ok
+        status = ProbeStatus.OK if answered else icmp.status
+        detail = f"ICMP {icmp.status}; {how}"
+        return ProbeResult("witness", w.name, status, icmp.latency_s, detail, sees_primary=sees)
+
+    async def _witness_sees(
+        self, runner: SshRunner, timeout_s: float
+    ) -> tuple[bool, bool | None, str]:
+        """(SSH answered, the witness got the primary's MySQL greeting, in words).
+
+        A TCP connect alone is not enough: a frozen host's kernel completes handshakes. The
+        witness must read the first byte MySQL sends (its greeting, or an error such as 1040,
+        which also proves it alive). The script is constant; address and port are arguments.
+        """
+        peer = self.peer
+        wait = f"{max(0.1, timeout_s - 0.3):.1f}"
+        script = 'exec 3<>"/dev/tcp/$0/$1" && read -r -t "$2" -n 1 -u 3 _'
+        argv = ["bash", "-c", script, peer.address, str(peer.mysql_port), wait]
+        try:
+            result = await runner.run(argv, timeout_s)
+        except RunnerError as exc:
+            return False, None, f"not asked over SSH ({exc})"
+        if result.timed_out:
+            return False, None, "no answer over SSH in time"
+        if result.exit_status == 0:
+            return True, True, f"it reaches {peer.name}'s MySQL"
+        return True, False, f"it does not reach {peer.name}'s MySQL (exit {result.exit_status})"
 
     async def _mysql(self, timeout_s: float) -> ProbeResult:
         """The primary's MySQL, by several connections at once: the best answer counts."""

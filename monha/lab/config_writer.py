@@ -91,6 +91,7 @@ replica_silence_s = 3.0
 [[witness]]
 name = "lan-witness"
 address = "{ADDRESSES["lan"]}"
+ssh_user = "root"  # an sshd in the LAN namespace: monha asks it whether it sees the primary
 
 [failover]
 flag_file = "/var/lib/monha/failover.flag"

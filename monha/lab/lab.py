@@ -198,6 +198,7 @@ class Lab:
             for node in NODES
         }
         sshd_pids = {node: self.spawn_in(node, sshd.sshd_argv(p, node), "sshd") for node in NODES}
+        witness_pid = self.spawn_in("lan", sshd.witness_argv(p), "witness-sshd")
         run(
             [
                 "ip", "-n", p.netns("node1"), "addr", "add", f"{VIP}/{SUBNET_PREFIXLEN}",
@@ -218,6 +219,7 @@ class Lab:
             self._service("node1", name, "start")
         for node in NODES:
             sshd.wait_listening(p, node, sshd_pids[node])
+        sshd.wait_witness_listening(p, witness_pid)
         mariadb.wait_replicating(p, "node2")
         try:
             arping.wait(timeout=5)
@@ -237,6 +239,7 @@ class Lab:
         hosts += [f"{ADDRESSES[n]}\t{n}" for n in NODES]
         hosts += [f"{VIP}\tvip", f"{ADDRESSES['lan']}\twitness", f"{ADDRESSES['client']}\tclient"]
         d.hosts.write_text("\n".join(hosts) + "\n")
+        d.bashrc.write_text("# the lab node's root: nothing to set up\n")
 
     def _service(self, node: str, name: str, action: str) -> None:
         done = self.service(node, name, action)

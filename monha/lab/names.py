@@ -145,8 +145,18 @@ class NodeDirs:
             (self.root_ssh, "/root/.ssh"),
             (self.opt, IN_NODE_OPT),
             (self.hosts, "/etc/hosts"),
+            # A node's root has its own minimal .bashrc, as on a real machine: sshd runs every
+            # remote command through root's shell, and this host's own .bashrc (pyenv init,
+            # which rehashes under a lock) would make each one take seconds under load.
+            *([(self.bashrc, ROOT_BASHRC)] if Path(ROOT_BASHRC).is_file() else []),
         ]
 
+    @property
+    def bashrc(self) -> Path:
+        return self.conf / "bashrc"
+
+
+ROOT_BASHRC = "/root/.bashrc"
 
 # Mount points the node namespaces need in the root file system (created if missing).
 ROOT_MOUNTPOINTS: tuple[str, ...] = (

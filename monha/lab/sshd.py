@@ -56,6 +56,67 @@ def sshd_config(paths: LabPaths, node: str) -> str:
     )
 
 
+# The witness: an sshd in the LAN namespace at the witness address, standing in for the
+# external Zabbix server that monitors both nodes (issue 8's third vantage point). It has no
+# mount namespace of its own, so its files live in the lab directory and /run is bound
+# privately by `unshare -m` for sshd's privilege-separation directory.
+WITNESS = "witness"
+
+
+def witness_dir(paths: LabPaths) -> Path:
+    return paths.root / WITNESS
+
+
+def witness_config(paths: LabPaths) -> str:
+    d = witness_dir(paths)
+    text = sshd_config(paths, "node1")  # the same policy: root by key only
+    text = text.replace(f"HostKey {host_key(paths, 'node1')}", f"HostKey {d / 'host_key'}")
+    text = text.replace("PidFile /run/sshd.pid", f"PidFile {d / 'sshd.pid'}")
+    return text.replace(
+        "AuthorizedKeysFile /root/.ssh/authorized_keys",
+        f"AuthorizedKeysFile {d / 'authorized_keys'}",
+    )
+
+
+def witness_argv(paths: LabPaths) -> list[str]:
+    """sshd in the foreground with a private /run; the script is constant, paths are its
+    positional arguments. unshare and sh exec, so the recorded PID is sshd's."""
+    d = witness_dir(paths)
+    # Like a node, the witness's root gets a minimal .bashrc (see names.NodeDirs.binds).
+    script = (
+        'mount --bind "$0" /run && { [ ! -f /root/.bashrc ] || mount --bind "$2" /root/.bashrc; }'
+        ' && exec /usr/sbin/sshd -D -e -f "$1"'
+    )
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(d / "run"),
+            str(d / "sshd_config"), str(d / "bashrc")]  # fmt: skip
+
+
+def make_witness(paths: LabPaths, client_pub: str) -> str:
+    """The witness's files; returns its known_hosts line."""
+    d = witness_dir(paths)
+    (d / "run" / "sshd").mkdir(parents=True, exist_ok=True)
+    (d / "run" / "sshd").chmod(0o755)
+    _keygen(d / "host_key", f"witness-{paths.prefix}")
+    (d / "authorized_keys").write_text(client_pub)
+    (d / "authorized_keys").chmod(0o600)
+    (d / "sshd_config").write_text(witness_config(paths))
+    (d / "bashrc").write_text("# the witness's root: nothing to set up\n")
+    pub = (d / "host_key.pub").read_text().split()
+    return f"{WITNESS},{ADDRESSES['lan']} {pub[0]} {pub[1]}"
+
+
+def wait_witness_listening(paths: LabPaths, pid: int, timeout: float = 10.0) -> None:
+    pid_file = witness_dir(paths) / "sshd.pid"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid_file.exists():
+            return
+        if not is_alive(pid):
+            raise CommandError(f"the witness's sshd exited; see {paths.root}/logs")
+        time.sleep(0.02)
+    raise CommandError(f"the witness's sshd did not start within {timeout} s")
+
+
 def make_identity(paths: LabPaths) -> None:
     """Generate the lab key pair and the host keys, and install them in both nodes."""
     _keygen(paths.lab_key, f"monha-lab-{paths.prefix}")
@@ -64,6 +125,7 @@ def make_identity(paths: LabPaths) -> None:
         _keygen(host_key(paths, node), f"{node}-{paths.prefix}")
         pub = host_key(paths, node).with_suffix(".pub").read_text().split()
         known.append(f"{node},{ADDRESSES[node]} {pub[0]} {pub[1]}")
+    known.append(make_witness(paths, paths.lab_key.with_name("id_ed25519.pub").read_text()))
     known_hosts = "\n".join(known) + "\n"
     client_pub = paths.lab_key.with_name("id_ed25519.pub").read_text()
     for node in NODES:

@@ -1,0 +1,111 @@
+"""Issue 8 without a witness, monha on both nodes with one config: a cut of only the link
+between the nodes fails over (two nodes cannot tell it from a death); when the link comes back
+the old primary fences itself and is fenced, and the writes it took meanwhile are counted.
+Then, rejoined as a replica with no config change, it is the standby: the next failover goes
+the other way.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from monha.lab.lab import Lab
+from tests.scenarios.support import (
+    Load,
+    Monha,
+    event_time,
+    http_via_vip,
+    read_flag,
+    read_only,
+    scenario_lab,
+    wait_for,
+)
+
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(400)]
+
+
+def drop_witness(lab: Lab) -> None:
+    for node in ("node1", "node2"):
+        path = lab.node_config(node)
+        text = re.sub(r"\n\[\[witness\]\]\n(?:[^\[\n][^\n]*\n)*", "\n", path.read_text())
+        assert "[[witness]]" not in text
+        path.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    for lab in scenario_lab():
+        drop_witness(lab)
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def both(lab: Lab) -> Iterator[dict[str, Monha]]:
+    daemons = {"node1": Monha.start(lab, "node1"), "node2": Monha.start(lab, "node2")}
+    yield daemons
+    for m in daemons.values():
+        m.stop()
+
+
+def test_a_cut_link_without_witness_fails_over_and_heals_fenced(
+    lab: Lab, both: dict[str, Monha]
+) -> None:
+    m1, m2 = both["node1"], both["node2"]
+    wait_for("node2 to judge node1 healthy", lambda: m2.status()["state"] == "healthy", 15)
+    load = Load.start(lab)
+    lab.faults.cut_link()
+    flag = wait_for("node2's completion flag", lambda: read_flag(lab, "node2"), 60)
+    assert flag["new_primary"] == "node2"
+    promoted = next(
+        event_time(e) for e in m2.events("step_finished") if e["step"] == "promote@node2"
+    )
+    time.sleep(2)
+    lab.faults.heal_link()
+    healed = time.time()
+    wait_for("node1 to turn read_only", lambda: read_only(lab, "node1"), 15, 0.05)
+    ro_after = time.time() - healed
+    wait_for("node1 to drop the VIP", lambda: lab.vip_holders() == ["node2"], 15, 0.05)
+    vip_after = time.time() - healed
+    record = load.stop()
+    # Split-brain writes: acknowledged by node1 after node2 had started taking writes.
+    split = [i for i, t in record.acked.items() if t > promoted and record.acked_server[i] == 101]
+    print(
+        f"\nlink healed: node1 read_only after {ro_after:.2f} s, VIP dropped after "
+        f"{vip_after:.2f} s; split-brain writes acknowledged by node1: {len(split)}"
+    )
+    assert wait_for("HTTP via the VIP names node2", lambda: http_via_vip(lab) == "node2", 10)
+    # Both sides acted: node1 on seeing node2's flag and VIP, node2 on seeing node1 alive.
+    wait_for("node1 to report fencing itself", lambda: m1.events("self_fenced"), 10)
+    assert m1.status()["role"] == "fenced"
+
+
+def test_rejoined_without_config_change_the_next_failover_goes_back(
+    lab: Lab, both: dict[str, Monha]
+) -> None:
+    m1, m2 = both["node1"], both["node2"]
+    # The failback step an operator runs (monha-ctl rejoin does the same): node1 replicates
+    # from node2, keeping its own transactions (the errant ones are issue 4's report).
+    lab.sql(
+        "node1",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='192.168.10.2', MASTER_USER='repl', "
+        "MASTER_PASSWORD='repl', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, "
+        "MASTER_HEARTBEAT_PERIOD=1; START SLAVE; SET GLOBAL read_only=1",
+    )
+
+    def replicating() -> bool:
+        out = lab.sql("node1", "SHOW SLAVE STATUS\\G")
+        return "Slave_IO_Running: Yes" in out and "Slave_SQL_Running: Yes" in out
+
+    wait_for("node1 to replicate from node2", replicating, 30)
+    assert m2.ctl("resume").returncode == 0
+    wait_for("node1 to be the standby", lambda: m1.status()["role"] == "standby", 15)
+    wait_for("node1 to judge node2 healthy", lambda: m1.status()["state"] == "healthy", 15)
+    lab.faults.kill_mysqld("node2")
+    flag = wait_for("node1's completion flag", lambda: read_flag(lab, "node1"), 60)
+    assert flag["old_primary"] == "node2" and flag["new_primary"] == "node1"
+    assert lab.vip_holders() == ["node1"]
+    assert not read_only(lab, "node1")
