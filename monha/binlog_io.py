@@ -324,3 +324,79 @@ async def apply_script(
     transactions on the old primary with the flashback file)."""
     async with asyncio.timeout(timeout_s + 1):
         return await runner.run(apply_argv, timeout_s, input=script)
+
+
+# --- a command line, for operators and the lab -------------------------------------------------
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """`python -m monha.binlog_io errant --config FILE --node NAME --out DIR`: run on the new
+    primary after a failover; prints the ErrantReport as JSON (exit 1 with a reason if the
+    errant transactions cannot be determined)."""
+    import argparse
+    import json
+    import sys
+    from dataclasses import asdict
+
+    from monha.config import load_config
+    from monha.journal import read_flag
+    from monha.runners import SshRunner
+
+    parser = argparse.ArgumentParser(prog="python -m monha.binlog_io")
+    parser.add_argument("command", choices=["errant"])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--node", required=True, help="this node (the new primary)")
+    parser.add_argument("--out", required=True, help="directory for the saved transactions")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config)
+    me, peer = cfg.node(args.node), cfg.peer_of(args.node)
+    if not cfg.salvage.binlog_index:
+        print("salvage.binlog_index is not configured", file=sys.stderr)
+        return 1
+    flag = read_flag(Path(cfg.failover.flag_file)) or {}
+    password = cfg.mysql.monitor_secret().get_secret_value()
+
+    async def run() -> ErrantReport:
+        new = Server(
+            user=cfg.mysql.monitor_user,
+            password=password,
+            host="127.0.0.1" if cfg.mysql.local_socket else me.address,
+            port=me.mysql_port,
+            unix_socket=cfg.mysql.local_socket,
+        )
+        old = Server(user=cfg.mysql.monitor_user, password=password, host=peer.address)
+        ssh = SshRunner(
+            peer.address,
+            peer.ssh_port,
+            peer.ssh_user,
+            cfg.ssh.key_file,
+            cfg.ssh.known_hosts,
+            cfg.ssh.connect_timeout_s,
+        )
+        try:
+            return await find_errant(
+                old,
+                ssh,
+                new,
+                dict(flag.get("failback", {})),
+                Path(args.out),
+                binlog_index=cfg.salvage.binlog_index or "",
+                binlog_tool=cfg.salvage.binlog_tool,
+                max_output_mib=cfg.salvage.max_output_mib,
+            )
+        finally:
+            await ssh.close()
+            await new.close()
+            await old.close()
+
+    try:
+        report = asyncio.run(run())
+    except ErrantError as exc:
+        print(f"errant transactions: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({**asdict(report), "count": report.count}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())
