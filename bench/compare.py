@@ -33,10 +33,12 @@ from bench.scenarios import BY_NAME, SCENARIOS, Scenario
 from monha.lab.drive import Load, Monha, alive, read_only, wait_for
 from monha.lab.lab import Lab
 from monha.lab.load import lost_rows
+from monha.lab.names import LAB_ROOT
 
 SYSTEMS = ("mha", "monha")
 LOGS = Path("/tmp/monha-bench-logs")
 FAILOVER_TIMEOUT_S = 90.0  # MHA needs ~30 s for a dead host; leave it room
+START_TIMEOUT_S = 120.0  # generous: the machine may be shared with other labs
 SETTLE_S = 3.0  # after the outcome, so the record shows writes flowing again
 
 
@@ -58,8 +60,13 @@ class MonhaSystem:
 
     @classmethod
     def start(cls, lab: Lab) -> MonhaSystem:
-        m = Monha.start(lab, "node2")
-        wait_for("monha healthy", lambda: m.status()["state"] == "healthy", 30, 0.2)
+        m = Monha.start(lab, "node2", timeout_s=START_TIMEOUT_S)
+        wait_for(
+            "monha healthy",
+            lambda: (m.try_status() or {}).get("state") == "healthy",
+            START_TIMEOUT_S,
+            0.2,
+        )
         return cls(m)
 
     @property
@@ -95,7 +102,7 @@ class MhaSystem:
 
     @classmethod
     def start(cls, lab: Lab) -> MhaSystem:
-        return cls(Mha.start(lab))
+        return cls(Mha.start(lab, START_TIMEOUT_S))
 
     @property
     def pid(self) -> int:
@@ -204,6 +211,9 @@ def one_run(sc: Scenario, system_name: str, run: int, prefix: str, window_s: flo
             round(usage.rss_mb, 1), round(usage.rss_max_mb, 1), round(usage.cpu_pct, 2),
         )  # fmt: skip
         result.extra.update(sc.prepare(lab))
+        # Other labs or tests on the same machine skew every timing: record how busy it was.
+        result.extra["loadavg_1m"] = round(os.getloadavg()[0], 1)
+        result.extra["other_labs"] = len([p for p in LAB_ROOT.iterdir() if p.name != prefix])
         fault_at = time.time()
         undo = sc.inject(lab)
         result.extra["inject_s"] = round(time.time() - fault_at, 2)
