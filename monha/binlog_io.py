@@ -255,7 +255,6 @@ async def find_errant(
         )
     try:
         flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
-        target = parse_gtid_state(*await new.gtid_state(clock.left()))
         files = files_from(await _read_index(old_runner, binlog_index, clock), file)
         max_bytes = max_output_mib * 2**20
         dump, _ = await _run_tool(
@@ -263,9 +262,10 @@ async def find_errant(
         )
     except (SalvageError, MySQLError, RunnerError, OSError) as exc:
         raise ErrantError(str(exc)) from None
-    errant = [
-        tx for tx in dump.transactions() if tx.complete and not (tx.gtid and target.has(tx.gtid))
-    ]
+    # Every complete transaction after that point is errant: from it on, the new primary
+    # took nothing more from the old one (it was promoted). GTID states cannot tell this on
+    # MariaDB: the new primary's own transactions reuse the same sequence numbers.
+    errant = [tx for tx in dump.transactions() if tx.complete]
     incomplete = sum(1 for tx in dump.transactions() if not tx.complete)
     # What the new primary shares with the old one: where the salvage ended, or where its
     # applier stood at promotion.
@@ -290,19 +290,15 @@ async def find_errant(
     flashback = ""
     if flavor == "mariadb":
         first = errant[0].events[0]
+        # The inverse of every errant row event, newest first; not parsed (the tool prints
+        # it in its own layout), only checked to have run to the end.
+        argv = tool_argv(flavor, binlog_tool, first.at, files[first.file_index :], flashback=True)
         try:
-            _, fb_res = await _run_tool(
-                old_runner,
-                flavor,
-                binlog_tool,
-                first.at,
-                files[first.file_index :],
-                clock,
-                max_bytes,
-                flashback=True,
-            )
-        except (SalvageError, RunnerError) as exc:
+            fb_res = await old_runner.run(argv, clock.left())
+        except RunnerError as exc:
             raise ErrantError(f"saved {sql_path}, but the flashback failed: {exc}") from None
+        if not fb_res.ok or len(fb_res.stdout) > max_bytes:
+            raise ErrantError(f"saved {sql_path}, but the flashback failed: {fb_res.summary()}")
         fb_path = out_dir / f"errant-{stamp}.flashback.sql"
         _save(fb_path, fb_res.stdout)
         flashback = str(fb_path)

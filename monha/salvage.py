@@ -280,7 +280,7 @@ def _split_events(lines: list[bytes]) -> tuple[list[bytes], list[Event], list[by
                 )
             )
             pending_at = None
-        elif m_h:
+        elif m_h and events:
             # A second header after one "# at" (the tool prints "# at A / # at B" and then both
             # headers for Annotate_rows + Table_map): the next event starts here, at the
             # previous one's end.

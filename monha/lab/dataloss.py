@@ -75,7 +75,6 @@ def _finish(lab: Lab, monha: Monha, load: Load, scenario: str, lag: int) -> RunR
         30,
     )
     report = load_report(load, "node2")
-    monha.stop()
     fb = flag.get("failback", {})
     salvaged = fb.get("salvaged_transactions")
     detail = next(
