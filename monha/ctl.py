@@ -304,7 +304,7 @@ def render_cluster(c: dict[str, Any]) -> str:
         if not n["mysql_ok"]:
             lines.append(f"  {name:<8} MySQL does not answer: {n['mysql_detail']}")
             continue
-        parts = [f"{n['role']:<8}", f"read_only {_yes(n['read_only'])}"]
+        parts = [f"read_only {_yes(n['read_only'])}"]
         st = n.get("replica") or {}
         if st.get("configured"):
             lag = st.get("seconds_behind")
@@ -317,7 +317,7 @@ def render_cluster(c: dict[str, Any]) -> str:
             parts.append(
                 f"{svc} {'running' if running else 'stopped' if running is False else '?'}"
             )
-        lines.append(f"  {name:<8} " + ", ".join(parts))
+        lines.append(f"  {name:<8} {n['role']:<8} " + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -375,7 +375,7 @@ def render_status(s: dict[str, Any]) -> str:
             f"{j['new_primary']} ({j['steps_done']} steps done)"
         )
     if s.get("operation_running"):
-        lines.append("operation an operator command or a failover is running")
+        lines.append(f"operation {s['operation_running']} running")
     return "\n".join(lines)
 
 

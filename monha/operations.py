@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,18 @@ class Operations:
         self.inputs = PlanInputs.from_config(cfg)
         self.journal = Journal(Path(cfg.failover.journal_file))
         self.log = log.get("monha.operations")
+        # The command running now, if any: one at a time, and `status` shows it.
+        self.running: str | None = None
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, name: str) -> AsyncIterator[None]:
+        """Hold the daemon's lock (waiting for the current tick to end) for one command."""
+        self.running = name
+        try:
+            async with self.busy:
+                yield
+        finally:
+            self.running = None
 
     @property
     def handles(self) -> Handles:
@@ -107,9 +119,9 @@ class Operations:
     async def switchover(self, to: str | None) -> Answer:
         if to is not None and to not in self.cfg.node_names:
             return refused(f"no node named {to!r} (nodes: {', '.join(self.cfg.node_names)})")
-        if self.busy.locked():
-            return refused("another operation or a failover is running; try again when it ends")
-        async with self.busy:
+        if self.running is not None:
+            return refused(f"a {self.running} is running; try again when it ends")
+        async with self._exclusive("switchover"):
             s = await self.survey()
             old = s.primary
             if old is None:
@@ -208,9 +220,9 @@ class Operations:
     async def failover(self, force: bool) -> Answer:
         if not force:
             return refused("a manual failover needs --force (the primary must be dead)")
-        if self.busy.locked():
-            return refused("another operation or a failover is running; try again when it ends")
-        async with self.busy:
+        if self.running is not None:
+            return refused(f"a {self.running} is running; try again when it ends")
+        async with self._exclusive("failover"):
             me, old = self.me, self.peer
             try:
                 status = await self.nodes.mysql[me].replica_status(5.0)
@@ -267,9 +279,9 @@ class Operations:
                 f"{me} is this node: run rejoin on the current primary's daemon, naming the "
                 "old primary"
             )
-        if self.busy.locked():
-            return refused("another operation or a failover is running; try again when it ends")
-        async with self.busy:
+        if self.running is not None:
+            return refused(f"a {self.running} is running; try again when it ends")
+        async with self._exclusive("rejoin"):
             try:
                 status = await self.nodes.mysql[me].replica_status(5.0)
                 writable = not await self.nodes.mysql[me].read_only(5.0)
@@ -387,9 +399,9 @@ class Operations:
     # --- resume -----------------------------------------------------------------------------
 
     async def resume(self) -> Answer:
-        if self.busy.locked():
-            return refused("another operation or a failover is running; try again when it ends")
-        async with self.busy:
+        if self.running is not None:
+            return refused(f"a {self.running} is running; try again when it ends")
+        async with self._exclusive("resume"):
             s = await self.survey()
             found = check.problems(self.cfg, s)
             if found:
