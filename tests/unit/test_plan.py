@@ -20,7 +20,7 @@ WITH_FENCE = dataclasses.replace(INPUTS, fence_argv=("/usr/local/sbin/fence-node
 # database died takes 10 s and more to stop) but still before the new primary starts them.
 HOOK_ORDER: list[set[StepKind]] = [
     {K.VIP_DOWN, K.FENCE_MYSQL, K.FENCE_COMMAND},  # 1 fence the old primary
-    {K.CATCH_UP},  # 2
+    {K.CATCH_UP, K.SALVAGE_BINLOG},  # 2 (then, with SSH, the binlog salvage: issue 4)
     {K.PROMOTE},  # 3
     {K.VIP_UP},  # 4
     {K.STOP_SERVICE, K.START_SERVICE},  # 5 (old stops, then new starts)
@@ -62,6 +62,7 @@ def test_the_example_plan_step_by_step() -> None:
         (K.VIP_DOWN, "node1", "stop"),
         (K.FENCE_MYSQL, "node1", "continue"),
         (K.CATCH_UP, "node2", "continue"),
+        (K.SALVAGE_BINLOG, "node2", "continue"),
         (K.PROMOTE, "node2", "stop"),
         (K.VIP_UP, "node2", "stop"),
         (K.STOP_SERVICE, "node1", "continue"),
@@ -71,6 +72,16 @@ def test_the_example_plan_step_by_step() -> None:
         (K.CHECK_HOT, "node2", "continue"),
         (K.WRITE_FLAG, "node2", "stop"),
     ]
+
+
+def test_salvage_only_when_ssh_reaches_the_old_primary_and_an_index_is_configured() -> None:
+    (salvage,) = [s for s in failover() if s.kind is K.SALVAGE_BINLOG]
+    assert salvage.arg("old") == "node1" and salvage.arg("binlog_index").endswith(".index")
+    assert salvage.argv and salvage.argv[0].endswith("mariadb")
+    assert not [s for s in failover(ssh_reachable=False) if s.kind is K.SALVAGE_BINLOG]
+    off = dataclasses.replace(INPUTS, salvage_binlog_index="")
+    assert not [s for s in failover(source=off) if s.kind is K.SALVAGE_BINLOG]
+    assert "binary log" in describe(salvage)
 
 
 def test_read_only_goes_off_before_the_vip_moves() -> None:
