@@ -243,6 +243,9 @@ class SshRunner:
                     password=None,
                     kbdint_auth=False,
                     connect_timeout=self.connect_timeout_s,
+                    # A silent peer is noticed in about three seconds, not TCP's minutes.
+                    keepalive_interval=1,
+                    keepalive_count_max=3,
                 )
         except asyncssh.HostKeyNotVerifiable:
             raise HostKeyError(
@@ -320,6 +323,12 @@ class SshRunner:
                 await proc.wait()
         except TimeoutError:
             if proc is None:
+                # No session in time: the connection is as good as dead (a cut link leaves it
+                # hanging for minutes). Drop it, so the next call connects afresh: after a
+                # partition heals, that is what reaches the peer again within a tick.
+                stale, self._conn = self._conn, None
+                if stale is not None:
+                    stale.close()
                 raise RunnerTimeout(
                     f"{self.describe()}: no session within {timeout_s:g} s"
                 ) from None

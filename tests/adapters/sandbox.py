@@ -260,6 +260,8 @@ def start_sshd() -> Sshd:
             ]
         )
     )
+    bashrc = root / "bashrc"
+    bashrc.write_text("# the sandbox sshd's root: nothing to set up\n")
     sshd = Sshd(root, port, root / "host_key", root / "client_key", root / "known_hosts")
     log = open(root / "sshd.log", "wb")  # noqa: SIM115 - handed to the child
     sshd.proc = subprocess.Popen(
@@ -268,10 +270,16 @@ def start_sshd() -> Sshd:
             "-m",
             "sh",
             "-c",
-            'mount --bind "$1" /run && exec /usr/sbin/sshd -D -e -f "$2"',
+            # A minimal .bashrc for root in this mount namespace: sshd runs each command
+            # through root's shell, and this host's .bashrc (pyenv init, which rehashes
+            # under a lock a killed command can leave behind) can stall every command.
+            'mount --bind "$1" /run'
+            ' && { [ ! -f /root/.bashrc ] || mount --bind "$3" /root/.bashrc; }'
+            ' && exec /usr/sbin/sshd -D -e -f "$2"',
             "sh",
             str(root / "run"),
             str(config),
+            str(bashrc),
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,
