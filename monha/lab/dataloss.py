@@ -23,8 +23,12 @@ from monha.lab.lab import Lab
 
 # How far (bytes of binary log) the replica must have fallen behind before the fault, and the
 # rate that makes it fall behind: node2's ACKs are starved, so node1's binlog stream slows.
-LAG_BYTES = 20_000
+LAG_BYTES = 100_000
 LAG_THROTTLE = "4kbit"
+# node1's TCP send buffer is capped for these runs: otherwise the kernel holds (and, after
+# mysqld dies, still delivers) a few MB of binlog stream, and the replica's lag would sit in
+# socket buffers rather than in the binary log file, where only a salvage can reach it.
+SEND_BUFFER = "4096 16384 32768"
 
 
 @dataclass
@@ -94,6 +98,9 @@ def _finish(lab: Lab, monha: Monha, load: Load, scenario: str, lag: int) -> RunR
 def run_kill9_lagging(lab: Lab, rate: float = 200.0) -> RunResult:
     """kill -9 of the primary's mysqld while the replica's IO thread lags behind."""
     fresh(lab)
+    lab.run_in("node1", ["sysctl", "-q", "-w", f"net.ipv4.tcp_wmem={SEND_BUFFER}"], check=True)
+    # A new connection for the replica, under the capped buffer.
+    lab.sql("node2", "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
     monha, load = _start(lab, rate)
     try:
         lab.faults.throttle("node2", LAG_THROTTLE)
