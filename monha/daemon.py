@@ -244,16 +244,23 @@ class Daemon:
             started = loop.time()
             if self._reload_requested:
                 self._reload()
-            async with self.busy:
-                await self.tick()
-            self._ticks += 1
-            if self._ticks % VIP_EXPORT_EVERY_TICKS == 1:
-                await self._export_vip()
-            if first:
-                self.notifier.ready(f"{self.state.state}: {self._reason()}")
-                first = False
-            self.notifier.watchdog()
-            self.metrics.last_tick.set(time.time())
+            try:
+                async with self.busy:
+                    await self.tick()
+            except Exception:
+                # A bug met in one tick must not take monitoring down at night: log it with
+                # its traceback and go on. The watchdog is fed only after good ticks, so a
+                # daemon failing every tick is still restarted by systemd.
+                self.log.exception("tick_failed")
+            else:
+                self._ticks += 1
+                if self._ticks % VIP_EXPORT_EVERY_TICKS == 1:
+                    await self._export_vip()
+                if first:
+                    self.notifier.ready(f"{self.state.state}: {self._reason()}")
+                    first = False
+                self.notifier.watchdog()
+                self.metrics.last_tick.set(time.time())
             delay = max(0.0, started + self.cfg.probe.interval_s - loop.time())
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

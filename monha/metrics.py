@@ -104,7 +104,7 @@ class Metrics:
         self.local_role = Enum(
             "monha_role",
             "This node's role, from the live topology",
-            states=["primary", "standby", "unknown"],
+            states=["primary", "standby", "fenced", "unknown"],
             registry=r,
         )
         self.local_role.state("unknown")

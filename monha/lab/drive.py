@@ -102,7 +102,9 @@ class Monha:
 
     def status(self) -> dict[str, Any]:
         s = self.try_status()
-        assert s is not None, "monha-ctl status failed"
+        if s is None:
+            done = self.ctl("status", "--json")
+            raise AssertionError(f"monha-ctl status failed: {done.stdout}{done.stderr}")
         return s
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
