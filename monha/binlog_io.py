@@ -241,8 +241,9 @@ async def find_errant(
 
     The range starts where the new primary stopped taking the old one's events: the salvage's
     end when a salvage ran, else the position its applier had reached at promotion (both are
-    in the flag's failback data). `old` is only asked for its flavor when it answers; its
-    files are read by path, so a stopped mysqld is fine.
+    in the flag's failback data). The old primary's files are read by path over
+    `old_runner`, so its mysqld may be stopped; `old` (its server handle) is not queried and
+    is taken for callers that hold one anyway. `new` gives the flavor.
     """
     clock = _Clock(timeout_s)
     fb = flag_failback
