@@ -94,16 +94,23 @@ def test_rejoined_without_config_change_the_next_failover_goes_back(
     m1, m2 = both["node1"], both["node2"]
     # The failback step an operator runs (monha-ctl rejoin does the same): node1 replicates
     # from node2, keeping its own transactions (the errant ones are issue 4's report).
+    # It starts from the GTID position node2 was promoted at (the flag records it); the
+    # split-brain writes node1 took after that stay in its tables, as errant transactions.
+    promoted_at = read_flag(lab, "node2")["failback"]["new_primary_gtid"]  # type: ignore[index]
     lab.sql(
         "node1",
-        "STOP SLAVE; CHANGE MASTER TO MASTER_HOST='192.168.10.2', MASTER_USER='repl', "
-        "MASTER_PASSWORD='repl', MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, "
-        "MASTER_HEARTBEAT_PERIOD=1; START SLAVE; SET GLOBAL read_only=1",
+        f"SET GLOBAL read_only=1; STOP SLAVE; SET GLOBAL gtid_slave_pos='{promoted_at}'; "
+        "CHANGE MASTER TO MASTER_HOST='192.168.10.2', MASTER_USER='repl', "
+        "MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, "
+        "MASTER_HEARTBEAT_PERIOD=1; START SLAVE",
     )
 
     def replicating() -> bool:
-        out = lab.sql("node1", "SHOW SLAVE STATUS\\G")
-        return "Slave_IO_Running: Yes" in out and "Slave_SQL_Running: Yes" in out
+        # Slave_running is ON only while both the IO and the SQL thread run.
+        return lab.sql("node1", "SHOW GLOBAL STATUS LIKE 'Slave_running'").split() == [
+            "Slave_running",
+            "ON",
+        ]
 
     wait_for("node1 to replicate from node2", replicating, 30)
     assert m2.ctl("resume").returncode == 0
