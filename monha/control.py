@@ -87,6 +87,11 @@ class ControlServer:
             sock = writer.get_extra_info("socket")
             uid = peer_uid(sock)
             if uid != self.allowed_uid:
+                # Read (and ignore) the request first: closing with unread bytes makes the
+                # kernel reset the connection, and the caller would never see the refusal.
+                with contextlib.suppress(TimeoutError, ValueError, ConnectionError):
+                    async with asyncio.timeout(1.0):
+                        await reader.readline()
                 await _send(
                     writer,
                     {

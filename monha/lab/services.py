@@ -49,13 +49,20 @@ do_start() {{
 
 do_stop() {{
     if ! alive; then echo "$NAME is not running"; rm -f "$PIDFILE"; return 0; fi
+    # Its children, named now: a zabbix_server whose database died exits on TERM but leaves
+    # children in their reconnect loops, and those keep its runtime-control socket, so the
+    # next start on this node fails. They are killed once the main process is gone.
+    children=$(pgrep -P "$pid" 2>/dev/null | tr '\n' ' ')
     kill -TERM "$pid"
     i=0
     while [ $i -lt 200 ]; do
-        if ! alive; then rm -f "$PIDFILE"; echo "$NAME stopped"; return 0; fi
+        if ! alive; then
+            [ -z "$children" ] || kill -KILL $children 2>/dev/null
+            rm -f "$PIDFILE"; echo "$NAME stopped"; return 0
+        fi
         sleep 0.05; i=$((i + 1))
     done
-    kill -KILL "$pid" 2>/dev/null
+    kill -KILL "$pid" $children 2>/dev/null
     sleep 0.2
     if alive; then echo "$NAME did not stop" >&2; return 1; fi
     rm -f "$PIDFILE"; echo "$NAME killed"; return 0
