@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = sub.add_parser("check-config", help="validate a config file and list every problem")
     check.add_argument("file")
+    units = sub.add_parser(
+        "install-units", help="install the systemd unit (or the upstart job) for this monha"
+    )
+    units.add_argument("--init", choices=["systemd", "upstart"], default="systemd")
+    units.add_argument("--dir", help="target directory (default /etc/systemd/system, /etc/init)")
+    units.add_argument("--bin", help="the monha program the unit runs (default: this one)")
     return p
 
 
@@ -39,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
         return check_config_main(args.file)
+    if args.command == "install-units":
+        from monha.units import install_main
+
+        return install_main(args.init, args.dir, args.bin)
     return _run(Path(args.config), args.node, args.log_format)
 
 

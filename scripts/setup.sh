@@ -16,6 +16,7 @@ packages=(
     apache2                                # the hot-standby web tier
     mha4mysql-manager mha4mysql-node       # MHA 0.58, for the side-by-side benchmark
     procps psmisc util-linux curl ca-certificates
+    prometheus python3-yaml systemd         # promtool, the Zabbix template check, systemd-analyze
     python3 python3-venv python3-dev gcc
 )
 missing=()
