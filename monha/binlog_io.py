@@ -335,9 +335,9 @@ def _main(argv: list[str] | None = None) -> int:
     import sys
     from dataclasses import asdict
 
+    from monha import handles
     from monha.config import load_config
     from monha.journal import read_flag
-    from monha.runners import SshRunner
 
     parser = argparse.ArgumentParser(prog="python -m monha.binlog_io")
     parser.add_argument("command", choices=["errant"])
@@ -354,22 +354,9 @@ def _main(argv: list[str] | None = None) -> int:
     password = cfg.mysql.monitor_secret().get_secret_value()
 
     async def run() -> ErrantReport:
-        new = Server(
-            user=cfg.mysql.monitor_user,
-            password=password,
-            host="127.0.0.1" if cfg.mysql.local_socket else me.address,
-            port=me.mysql_port,
-            unix_socket=cfg.mysql.local_socket,
-        )
-        old = Server(user=cfg.mysql.monitor_user, password=password, host=peer.address)
-        ssh = SshRunner(
-            peer.address,
-            peer.ssh_port,
-            peer.ssh_user,
-            cfg.ssh.key_file,
-            cfg.ssh.known_hosts,
-            cfg.ssh.connect_timeout_s,
-        )
+        new = handles.local_server(cfg, me.name, password)
+        old = handles.remote_server(cfg, peer.name, password)
+        ssh = handles.ssh_runner(cfg, peer.name)
         try:
             return await find_errant(
                 old,

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monha import handles
 from monha.config import Config
 from monha.journal import Journal, RecordError, read_flag
 from monha.model import ProbeStatus, ReplicaStatus, Step
 from monha.mysql import MySQLError, Server, probe_alive
 from monha.plan import build_failover_plan
-from monha.runners import LocalRunner, Runner, RunnerError, SshRunner
+from monha.runners import LocalRunner, Runner, RunnerError
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -113,31 +114,10 @@ class Handles:
     @classmethod
     def open(cls, cfg: Config, me: str) -> Handles:
         peer = cfg.peer_of(me)
-        node = cfg.node(me)
         pw = cfg.mysql.monitor_secret().get_secret_value()
-        local = Server(
-            user=cfg.mysql.monitor_user,
-            password=pw,
-            host="127.0.0.1" if cfg.mysql.local_socket else node.address,
-            port=node.mysql_port,
-            unix_socket=cfg.mysql.local_socket,
-            connect_timeout_s=cfg.mysql.connect_timeout_s,
-        )
-        remote = Server(
-            user=cfg.mysql.monitor_user,
-            password=pw,
-            host=peer.address,
-            port=peer.mysql_port,
-            connect_timeout_s=cfg.mysql.connect_timeout_s,
-        )
-        ssh = SshRunner(
-            peer.address,
-            peer.ssh_port,
-            peer.ssh_user,
-            cfg.ssh.key_file,
-            cfg.ssh.known_hosts,
-            cfg.ssh.connect_timeout_s,
-        )
+        local = handles.local_server(cfg, me, pw)
+        remote = handles.remote_server(cfg, peer.name, pw)
+        ssh = handles.ssh_runner(cfg, peer.name)
         return cls({me: LocalRunner(), peer.name: ssh}, {me: local, peer.name: remote})
 
     async def close(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, fencing, fsm, log
+from monha import __version__, check, fencing, fsm, handles, log
 from monha.config import Config, ConfigError, load_config
 from monha.executor import Executor
 from monha.journal import Journal, RecordError, read_flag
@@ -33,7 +33,7 @@ from monha.model import (
     State,
     StepKind,
 )
-from monha.mysql import MySQLError, Server
+from monha.mysql import MySQLError
 from monha.observe import Observer, Peers, local_node
 from monha.operations import Operations
 from monha.plan import describe
@@ -94,32 +94,9 @@ class Daemon:
         cfg = self.cfg
         peer = cfg.peer_of(self.me)
         monitor_pw = cfg.mysql.monitor_secret().get_secret_value()
-        me = cfg.node(self.me)
-        local = Server(
-            user=cfg.mysql.monitor_user,
-            password=monitor_pw,
-            host="127.0.0.1" if cfg.mysql.local_socket else me.address,
-            port=me.mysql_port,
-            unix_socket=cfg.mysql.local_socket,
-            connect_timeout_s=cfg.mysql.connect_timeout_s,
-            timeout_s=cfg.failover.promote_timeout_s,
-        )
-        remote = Server(
-            user=cfg.mysql.monitor_user,
-            password=monitor_pw,
-            host=peer.address,
-            port=peer.mysql_port,
-            connect_timeout_s=cfg.mysql.connect_timeout_s,
-            timeout_s=cfg.failover.fence_timeout_s,
-        )
-        ssh = SshRunner(
-            peer.address,
-            peer.ssh_port,
-            peer.ssh_user,
-            cfg.ssh.key_file,
-            cfg.ssh.known_hosts,
-            cfg.ssh.connect_timeout_s,
-        )
+        local = handles.local_server(cfg, self.me, monitor_pw, cfg.failover.promote_timeout_s)
+        remote = handles.remote_server(cfg, peer.name, monitor_pw, cfg.failover.fence_timeout_s)
+        ssh = handles.ssh_runner(cfg, peer.name)
         witnesses = {
             w.name: SshRunner(
                 w.address,

@@ -1,0 +1,53 @@
+"""Opening handles on the nodes from the config: MySQL servers and SSH runners.
+
+One place decides how this node's MySQL is reached (its socket when configured) and how the
+peer is reached (TCP; SSH as the configured user with the configured key and known_hosts), so
+the daemon, `monha-ctl check` and the binlog tools cannot drift apart. Nothing is connected
+here: handles connect on first use.
+"""
+
+from __future__ import annotations
+
+from monha.config import Config
+from monha.mysql import Server
+from monha.runners import SshRunner
+
+
+def local_server(cfg: Config, me: str, password: str, timeout_s: float = 5.0) -> Server:
+    """This node's MySQL: through `mysql.local_socket` when set, else its own address."""
+    node = cfg.node(me)
+    return Server(
+        user=cfg.mysql.monitor_user,
+        password=password,
+        host="127.0.0.1" if cfg.mysql.local_socket else node.address,
+        port=node.mysql_port,
+        unix_socket=cfg.mysql.local_socket,
+        connect_timeout_s=cfg.mysql.connect_timeout_s,
+        timeout_s=timeout_s,
+    )
+
+
+def remote_server(cfg: Config, name: str, password: str, timeout_s: float = 5.0) -> Server:
+    """Another node's MySQL, over TCP."""
+    node = cfg.node(name)
+    return Server(
+        user=cfg.mysql.monitor_user,
+        password=password,
+        host=node.address,
+        port=node.mysql_port,
+        connect_timeout_s=cfg.mysql.connect_timeout_s,
+        timeout_s=timeout_s,
+    )
+
+
+def ssh_runner(cfg: Config, name: str) -> SshRunner:
+    """SSH to a node, its host key checked against `ssh.known_hosts`."""
+    node = cfg.node(name)
+    return SshRunner(
+        node.address,
+        node.ssh_port,
+        node.ssh_user,
+        cfg.ssh.key_file,
+        cfg.ssh.known_hosts,
+        cfg.ssh.connect_timeout_s,
+    )
