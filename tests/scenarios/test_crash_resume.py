@@ -3,8 +3,6 @@ promotion, the VIP on one node, Zabbix on one node, one flag, no second failover
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from monha.lab.lab import Lab
@@ -14,17 +12,11 @@ from tests.scenarios.support import (
     http_via_vip,
     read_flag,
     read_only,
-    scenario_lab,
     wait_for,
     zabbix_running,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
 
 
 def test_killed_after_promote_then_restarted_finishes_once(lab: Lab) -> None:

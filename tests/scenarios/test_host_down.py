@@ -4,7 +4,6 @@ comes back still holding the VIP and a writable MySQL, it is fenced at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,25 +15,11 @@ from tests.scenarios.support import (
     load_report,
     read_flag,
     read_only,
-    scenario_lab,
     wait_for,
     zabbix_running,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
-
-
-@pytest.fixture(scope="module")
-def monha(lab: Lab) -> Iterator[Monha]:
-    m = Monha.start(lab)
-    wait_for("a healthy decision", lambda: monha_state(m) == "healthy", 10)
-    yield m
-    m.stop()
 
 
 def monha_state(m: Monha) -> str:

@@ -4,7 +4,6 @@ connects, nothing replies) → failover as for a dead host; thawed, it is fenced
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,25 +15,11 @@ from tests.scenarios.support import (
     load_report,
     read_flag,
     read_only,
-    scenario_lab,
     wait_for,
     zabbix_running,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
-
-
-@pytest.fixture(scope="module")
-def monha(lab: Lab) -> Iterator[Monha]:
-    m = Monha.start(lab)
-    wait_for("a healthy decision", lambda: m.status()["state"] == "healthy", 10)
-    yield m
-    m.stop()
 
 
 def test_a_hung_primary_is_failed_over(lab: Lab, monha: Monha) -> None:

@@ -5,7 +5,6 @@ old mysqld brought back is fenced at once; with the flag present a second fault 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,24 +16,11 @@ from tests.scenarios.support import (
     load_report,
     read_flag,
     read_only,
-    scenario_lab,
     wait_for,
     zabbix_running,
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
-
-
-@pytest.fixture(scope="module")
-def monha(lab: Lab) -> Iterator[Monha]:
-    m = Monha.start(lab)
-    yield m
-    m.stop()
 
 
 def test_healthy_before_any_fault(lab: Lab, monha: Monha) -> None:

@@ -7,29 +7,15 @@ failed probes at 1 s, plus margin), checks that none did, and removes the fault.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from monha.lab.lab import Lab
-from tests.scenarios.support import Monha, read_flag, read_only, scenario_lab, wait_for
+from tests.scenarios.support import Monha, read_flag, read_only, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(400)]
 
 WATCH_S = 8.0  # well past detection: 3 probes at 1 s
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
-
-
-@pytest.fixture(scope="module")
-def monha(lab: Lab) -> Iterator[Monha]:
-    m = Monha.start(lab)
-    wait_for("a healthy decision", lambda: m.status()["state"] == "healthy", 10)
-    yield m
-    m.stop()
 
 
 def assert_no_failover(lab: Lab, monha: Monha, *, ask_mysql: bool = True) -> None:

@@ -11,14 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from monha.lab.lab import Lab
-from tests.scenarios.support import Load, Monha, read_flag, read_only, scenario_lab, wait_for
+from tests.scenarios.support import Load, Monha, read_flag, read_only, wait_for
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from scenario_lab()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,29 @@
+"""Fixtures shared by the scenario modules: one lab per module, and monha on its standby.
+
+A module that needs a different lab (another config, a second daemon) defines its own
+fixture of the same name, which takes precedence over these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from monha.lab.drive import Monha, wait_for
+from monha.lab.lab import Lab
+from tests.lab.support import lab_for_module
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    yield from lab_for_module()
+
+
+@pytest.fixture(scope="module")
+def monha(lab: Lab) -> Iterator[Monha]:
+    """monha on node2, the standby, once it has judged the primary healthy."""
+    m = Monha.start(lab)
+    wait_for("a healthy decision", lambda: m.status()["state"] == "healthy", 15)
+    yield m
+    m.stop()
