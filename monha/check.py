@@ -60,6 +60,9 @@ class NodeFacts:
     missing_privileges: list[str] = field(default_factory=list)
     replication_login: bool | None = None
     replication_login_detail: str = ""
+    # SemiSyncState.as_dict(); None when it could not be read (see semi_sync_detail).
+    semi_sync: dict[str, Any] | None = None
+    semi_sync_detail: str = ""
 
     @property
     def replicates(self) -> bool | None:
@@ -155,6 +158,11 @@ async def _mysql_facts(cfg: Config, facts: NodeFacts, server: Server, t: float) 
     except (MySQLError, TimeoutError, KeyError, ValueError) as exc:
         facts.mysql_detail = str(exc) or "no answer"
         return
+    try:
+        async with asyncio.timeout(t):
+            facts.semi_sync = (await server.semi_sync_state(t)).as_dict()
+    except (MySQLError, TimeoutError) as exc:
+        facts.semi_sync_detail = str(exc) or "no answer"
     if "ALL PRIVILEGES ON *.*" not in grants:
         for group in NEEDED_PRIVILEGES:
             if not any(p in grants for p in group):
@@ -353,6 +361,43 @@ def notes(cfg: Config, s: Survey) -> list[str]:
         st = n.replica
         if st is not None and st.configured and st.seconds_behind:
             out.append(f"{n.name}: replication lag {st.seconds_behind} s")
+    if s.primary is not None:
+        out += semi_sync_notes(s.nodes[s.primary], [n for n in s.nodes.values() if n.replicates])
+    return out
+
+
+_PREFER = (
+    "a host death can lose acknowledged writes; semi-sync with AFTER_SYNC prevents it "
+    "(docs/data-loss.md)"
+)
+
+
+def semi_sync_notes(primary: NodeFacts, replicas: list[NodeFacts]) -> list[str]:
+    """Semi-sync is preferred (issue 4), not required: when it does not protect a failover,
+    a note says why; never a problem (pure)."""
+    ss, name = primary.semi_sync, primary.name
+    if ss is None:
+        detail = primary.semi_sync_detail or "no answer"
+        return [f"{name} (primary): semi-sync state unknown: {detail}"] if primary.mysql_ok else []
+    if not ss.get("available"):
+        return [f"{name} (primary): semi-sync is not available (no plugin): {_PREFER}"]
+    if not ss.get("primary_enabled"):
+        return [f"{name} (primary): semi-sync is off (asynchronous replication): {_PREFER}"]
+    out = []
+    if not ss.get("primary_active"):
+        out.append(
+            f"{name} (primary): semi-sync is enabled but not active: no replica acknowledged "
+            f"within {ss.get('timeout_ms')} ms, so it runs asynchronously now"
+        )
+    elif not ss.get("protects_failover"):
+        out.append(
+            f"{name} (primary): semi-sync waits {ss.get('wait_point') or 'at an unknown point'}, "
+            "not AFTER_SYNC: an acknowledged commit may not have reached the replica"
+        )
+    for r in replicas:
+        rs = r.semi_sync
+        if rs is not None and rs.get("available") and not rs.get("replica_enabled"):
+            out.append(f"{r.name} (replica): semi-sync is off on the replica side")
     return out
 
 

@@ -203,6 +203,8 @@ def _print(args: argparse.Namespace, answer: dict[str, Any], render: Any) -> int
             print(f"  - {p}", file=sys.stderr)
         if answer.get("steps"):
             print(render_steps(answer["steps"]), file=sys.stderr)
+        if answer.get("errant_check"):  # a refused rejoin still says what it found and saved
+            print(render_errant(answer["errant_check"], "the old primary"), file=sys.stderr)
     return 0 if ok else EX_FAILED
 
 
@@ -317,8 +319,34 @@ def render_cluster(c: dict[str, Any]) -> str:
             parts.append(
                 f"{svc} {'running' if running else 'stopped' if running is False else '?'}"
             )
+        semi = render_semi_sync(n.get("role", ""), n.get("semi_sync"))
+        if semi:
+            parts.append(semi)
         lines.append(f"  {name:<8} {n['role']:<8} " + ", ".join(parts))
     return "\n".join(lines)
+
+
+def render_semi_sync(role: str, ss: dict[str, Any] | None) -> str:
+    """A node's semi-sync state in a few words, for its role ("" when unknown)."""
+    if not ss:
+        return ""
+    if not ss.get("available"):
+        return "semi-sync unavailable"
+    if role == "primary":
+        if not ss.get("primary_enabled"):
+            return "semi-sync off"
+        if not ss.get("primary_active"):
+            return "semi-sync enabled but NOT active (asynchronous now)"
+        clients = ss.get("clients")
+        return (
+            f"semi-sync active ({ss.get('wait_point') or '?'}, "
+            f"{'?' if clients is None else clients} replica(s))"
+        )
+    if role == "replica":
+        if not ss.get("replica_enabled"):
+            return "semi-sync off"
+        return "semi-sync " + ("active" if ss.get("replica_active") else "enabled, not active")
+    return ""
 
 
 def render_status(s: dict[str, Any]) -> str:
@@ -406,16 +434,40 @@ def render_operation(a: dict[str, Any]) -> str:
 
 
 def render_rejoin(a: dict[str, Any]) -> str:
+    gtid = f", by GTID from {a['from_gtid']}" if a.get("from_gtid") else ""
     return "\n".join(
         [
-            f"{a['node']} replicates from {a['source']} from {a['from']} "
+            f"{a['node']} replicates from {a['source']} from {a['from']}{gtid} "
             f"(coordinates from {a['coordinates_from']})",
             render_steps(a["steps"]),
-            f"errant-transaction check: {a['errant_check']}",
+            render_errant(a.get("errant_check"), a["node"]),
             "next: `monha-ctl switchover --to "
             f"{a['node']}` to switch back, then `monha-ctl resume`",
         ]
     )
+
+
+def render_errant(e: dict[str, Any] | None, node: str) -> str:
+    """What rejoin found only on the old primary, where it saved it, and what it undid."""
+    if not e:
+        return "errant transactions: not checked"
+    if not e.get("checked"):
+        return f"errant transactions: not checked: {e.get('reason', 'no reason given')}"
+    head = (
+        f"errant transactions: {e['count'] or 'none'} only on {node} "
+        f"(its binary log {e.get('from')} .. {e.get('old_end')})"
+    )
+    if not e["count"]:
+        return head
+    lines = [
+        head,
+        f"  GTIDs     {', '.join(e.get('errant') or [])}",
+        f"  saved     {e.get('sql_file')}  (replayable: re-apply on the primary if wanted)",
+        f"  flashback {e.get('flashback_file') or '-'}: {e.get('flashback')}",
+    ]
+    if e.get("incomplete_dropped"):
+        lines.append(f"  {e['incomplete_dropped']} incomplete transaction(s) at the end ignored")
+    return "\n".join(lines)
 
 
 def render_resume(a: dict[str, Any]) -> str:

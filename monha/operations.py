@@ -16,7 +16,9 @@ Safety arguments:
 - rejoin: only from the node that is the primary now, only for the node the flag (or the last
   switchover) names as the old primary, from the coordinates recorded when this node was
   promoted; a node already replicating from here is not pointed again (that would apply
-  transactions twice).
+  transactions twice). Before it is pointed here, what only it has (errant transactions) is
+  found, saved and undone there (`monha.failback`); a check that fails stops the rejoin, and
+  the answer always says what was found, saved and undone. Nothing is ever skipped.
 - resume: only when `check` finds no problem and no plan is unfinished.
 
 Must not: decide failovers (the core does), or block the daemon's loop beyond its own timeouts.
@@ -31,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from monha import check, log, probes
+from monha import check, failback, log, probes
 from monha.check import Handles
 from monha.config import Config
 from monha.executor import Executor
@@ -48,16 +50,6 @@ Answer = dict[str, Any]
 
 def refused(error: str, **extra: Any) -> Answer:
     return {"ok": False, "error": error, **extra}
-
-
-def errant_transactions_check(old: str) -> str | None:
-    """Hook for issue 4's errant-transaction detection before a rejoin.
-
-    TODO(issue 4): when monha.salvage offers it, find transactions on `old` that the new
-    primary never had and refuse (or undo them) before pointing `old` at the new primary.
-    Until then this returns None ("not checked"), and the rejoin answer says so.
-    """
-    return None
 
 
 class Operations:
@@ -292,7 +284,7 @@ class Operations:
             facts, source = self._failback_facts(node)
             if facts is None:
                 return refused(source)
-            errant = errant_transactions_check(node)
+            errant: Answer = {}
             plan = build_switchover_plan(self.inputs, node, me)
             steps = [
                 s
@@ -302,6 +294,28 @@ class Operations:
             ]
             results = []
             for step in steps:
+                if step.kind is StepKind.MAKE_REPLICA:
+                    # Fenced now: find, save and undo what only `node` has (monha.failback).
+                    undo = await failback.undo_errant(self.cfg, self.nodes, me, node, facts)
+                    errant = undo.answer
+                    self.log.log(
+                        20 if undo.ok else 40,
+                        "rejoin_errant_checked",
+                        node=node,
+                        count=errant.get("count"),
+                        errant=errant.get("errant"),
+                        sql_file=errant.get("sql_file"),
+                        flashback=errant.get("flashback"),
+                        error=undo.error or None,
+                    )
+                    if not undo.ok:
+                        return refused(
+                            f"rejoin of {node} stopped: {undo.error}",
+                            steps=results,
+                            errant_check=errant,
+                        )
+                    if undo.rejoin_gtid:
+                        facts = {**facts, "rejoin_gtid": undo.rejoin_gtid}
                 t0 = time.monotonic()
                 outcome = await run_step(step, self.nodes, facts)
                 results.append(
@@ -325,12 +339,17 @@ class Operations:
                     return refused(
                         f"rejoin of {node} stopped at {step.key}: {outcome.detail}",
                         steps=results,
+                        errant_check=errant,
                     )
             verified = await self._verify_replica(node)
             if verified:
-                return refused(f"{node} does not replicate cleanly: {verified}", steps=results)
+                return refused(
+                    f"{node} does not replicate cleanly: {verified}",
+                    steps=results,
+                    errant_check=errant,
+                )
             where = f"{facts['new_primary_binlog_file']}:{facts['new_primary_binlog_pos']}"
-            self._note_rejoin(node, where)
+            self._note_rejoin(node, where, errant)
             self.log.info("rejoined", node=node, source=me, start=where)
             return {
                 "ok": True,
@@ -338,7 +357,10 @@ class Operations:
                 "source": me,
                 "from": where,
                 "coordinates_from": source,
-                "errant_check": errant or "not available (issue 4)",
+                # After errant transactions were undone, replication started by GTID from the
+                # position both share (the same point as `from` in this node's binary log).
+                "from_gtid": facts.get("rejoin_gtid", ""),
+                "errant_check": errant,
                 "steps": results,
             }
 
@@ -388,12 +410,13 @@ class Operations:
             return f"threads IO {st.io_running} SQL {st.sql_running}"
         return ""
 
-    def _note_rejoin(self, node: str, where: str) -> None:
+    def _note_rejoin(self, node: str, where: str, errant: Answer) -> None:
         path = Path(self.cfg.failover.flag_file)
         with contextlib.suppress(RecordError, OSError):
             flag = read_flag(path)
             if flag is not None:
                 flag["rejoined"] = {"node": node, "at": time.time(), "from": where}
+                flag["rejoined"]["errant"] = errant
                 write_flag(path, flag)
 
     # --- resume -----------------------------------------------------------------------------

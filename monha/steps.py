@@ -214,13 +214,17 @@ async def make_replica(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Ou
     if status.configured and status.source_host == src.host and status.io_ok:
         return Outcome(True, f"already replicating from {source} ({src.host})")
     if not (status.configured and status.source_host == src.host):
+        # After a rejoin undid errant transactions (monha.failback), the old primary's data
+        # is the state at `rejoin_gtid`: continue from there by GTID.
+        gtid = facts.get("rejoin_gtid") or None
         await server.change_source(
             src.host,
             src.port,
             src.user,
             src.password,
             heartbeat_period_s=src.heartbeat_period_s,
-            coordinates=BinlogCoordinates(file, int(pos)),
+            coordinates=None if gtid else BinlogCoordinates(file, int(pos)),
+            gtid=gtid,
         )
     await server.start_replica()
     return await wait_replicating(server, source, step.timeout_s)

@@ -177,3 +177,132 @@ def test_the_zabbix_template_scrapes_real_metrics() -> None:
     for trig in export.get("triggers", []) + [t for i in items for t in i.get("triggers", [])]:
         for key in re.findall(r"/monha by HTTP/([^,)]+)", trig["expression"]):
             assert key in keys, trig
+
+
+def _rejoin_answer(errant: dict[str, object]) -> dict[str, object]:
+    return {
+        "ok": True,
+        "node": "node1",
+        "source": "node2",
+        "from": "mysql-bin.000001:10891",
+        "from_gtid": "0-1-57" if errant.get("count") else "",
+        "coordinates_from": "the flag /var/lib/monha/failover.flag",
+        "steps": [{"step": "make_replica@node1", "what": "node1: replicate", "ok": True}],
+        "errant_check": errant,
+    }
+
+
+def test_render_rejoin_reports_every_errant_transaction_and_the_saved_files() -> None:
+    errant = {
+        "checked": True,
+        "count": 2,
+        "errant": ["0-1-58", "0-1-59"],
+        "from": "mysql-bin.000001:9000",
+        "old_end": "mysql-bin.000002:700",
+        "rejoin_gtid": "0-1-57",
+        "sql_file": "/var/lib/monha/errant/errant-X.sql",
+        "flashback_file": "/var/lib/monha/errant/errant-X.flashback.sql",
+        "flashback": "applied on node1 (sql_log_bin=0)",
+        "incomplete_dropped": 0,
+    }
+    text = ctl.render_rejoin(_rejoin_answer(errant))
+    assert "by GTID from 0-1-57" in text.splitlines()[0]
+    assert "errant transactions: 2 only on node1" in text
+    assert "0-1-58, 0-1-59" in text
+    assert "saved     /var/lib/monha/errant/errant-X.sql" in text
+    assert "errant-X.flashback.sql: applied on node1 (sql_log_bin=0)" in text
+    none = dict(errant, count=0, errant=[], sql_file="", flashback_file="")
+    text = ctl.render_rejoin(_rejoin_answer(none))
+    assert "errant transactions: none only on node1" in text and "saved" not in text
+
+
+def test_render_errant_never_hides_an_unchecked_rejoin() -> None:
+    why = "NOT CHECKED: salvage.binlog_index is not configured"
+    assert ctl.render_errant({"checked": False, "reason": why}, "node1") == (
+        f"errant transactions: not checked: {why}"
+    )
+    assert ctl.render_errant({}, "node1") == "errant transactions: not checked"
+
+
+def test_a_refused_rejoin_still_prints_what_it_saved(capsys: pytest.CaptureFixture[str]) -> None:
+    answer = {
+        "ok": False,
+        "error": "rejoin of node1 stopped: undoing 1 errant transaction(s) on node1 failed",
+        "errant_check": {
+            "checked": True,
+            "count": 1,
+            "errant": ["0-1-58"],
+            "sql_file": "/var/lib/monha/errant/errant-X.sql",
+            "flashback_file": "/var/lib/monha/errant/errant-X.flashback.sql",
+            "flashback": "FAILED: exit 1",
+        },
+    }
+    args = ctl._parser().parse_args(["rejoin", "node1"])
+    assert ctl._print(args, answer, ctl.render_rejoin) == 1
+    err = capsys.readouterr().err
+    assert "errant-X.sql" in err and "FAILED: exit 1" in err and "0-1-58" in err
+
+
+SEMI_ON = {
+    "available": True,
+    "primary_enabled": True,
+    "replica_enabled": True,
+    "primary_active": True,
+    "replica_active": False,
+    "timeout_ms": 3000,
+    "wait_point": "AFTER_SYNC",
+    "clients": 1,
+    "protects_failover": True,
+}
+
+
+def test_render_semi_sync_by_role() -> None:
+    assert ctl.render_semi_sync("primary", SEMI_ON) == "semi-sync active (AFTER_SYNC, 1 replica(s))"
+    off = dict(SEMI_ON, primary_enabled=False, replica_enabled=False, primary_active=False)
+    assert ctl.render_semi_sync("primary", off) == "semi-sync off"
+    assert ctl.render_semi_sync("replica", off) == "semi-sync off"
+    fallen = dict(SEMI_ON, primary_active=False, protects_failover=False)
+    assert "NOT active" in ctl.render_semi_sync("primary", fallen)
+    assert ctl.render_semi_sync("replica", dict(SEMI_ON, replica_active=True)) == (
+        "semi-sync active"
+    )
+    assert ctl.render_semi_sync("primary", {"available": False}) == "semi-sync unavailable"
+    assert ctl.render_semi_sync("primary", None) == ""
+
+
+def test_render_cluster_shows_semi_sync() -> None:
+    node = {
+        "mysql_ok": True,
+        "role": "primary",
+        "read_only": False,
+        "replica": {"configured": False},
+        "holds_vip": True,
+        "services": {},
+        "semi_sync": SEMI_ON,
+    }
+    text = ctl.render_cluster(
+        {"primary": "node1", "vip_holders": ["node1"], "nodes": {"node1": node}}
+    )
+    assert text.splitlines()[1].endswith("VIP yes, semi-sync active (AFTER_SYNC, 1 replica(s))")
+
+
+def test_semi_sync_off_is_a_note_not_a_problem() -> None:
+    from monha.check import NodeFacts, semi_sync_notes
+
+    off = dict(SEMI_ON, primary_enabled=False, primary_active=False, protects_failover=False)
+    primary = NodeFacts("node1", "192.168.10.1", local=False, mysql_ok=True, semi_sync=off)
+    replica = NodeFacts("node2", "192.168.10.2", local=True, mysql_ok=True, semi_sync=off)
+    notes = semi_sync_notes(primary, [replica])
+    assert len(notes) == 1 and "semi-sync is off" in notes[0] and "AFTER_SYNC" in notes[0]
+    primary.semi_sync = dict(SEMI_ON)
+    replica.semi_sync = dict(SEMI_ON)
+    assert semi_sync_notes(primary, [replica]) == []
+    primary.semi_sync = dict(SEMI_ON, primary_active=False, protects_failover=False)
+    replica.semi_sync = dict(SEMI_ON, replica_enabled=False)
+    notes = semi_sync_notes(primary, [replica])
+    assert "not active" in notes[0] and "3000 ms" in notes[0]
+    assert notes[1] == "node2 (replica): semi-sync is off on the replica side"
+    primary.semi_sync = {"available": False}
+    assert "not available" in semi_sync_notes(primary, [])[0]
+    primary.semi_sync, primary.semi_sync_detail = None, "timed out"
+    assert semi_sync_notes(primary, []) == ["node1 (primary): semi-sync state unknown: timed out"]
