@@ -437,7 +437,10 @@ def parse_binlog_status(row: Mapping[str, Any] | None, gtid: str = "") -> Binlog
     if "file" not in lowered or "position" not in lowered:
         raise DialectError("binlog status: missing column File / Position")
     file = lowered["file"]
-    file = file.decode() if isinstance(file, bytes | bytearray) else str(file or "")
+    try:
+        file = file.decode() if isinstance(file, bytes | bytearray) else str(file or "")
+    except UnicodeDecodeError:
+        raise DialectError(f"binlog status: column File is not text: {file!r}") from None
     pos = lowered["position"]
     try:
         position = int(str(pos).strip())
@@ -455,7 +458,7 @@ def parse_bool_variable(value: Any, name: str) -> bool:
     MariaDB 12's read_only enum returns OFF/ON/NO_LOCK/NO_LOCK_NO_ADMIN; anything but OFF is on.
     """
     if isinstance(value, bytes | bytearray):
-        value = value.decode()
+        value = value.decode(errors="replace")  # not UTF-8: refused below as not a boolean
     if isinstance(value, int):
         return value != 0
     s = str(value).strip().upper()
