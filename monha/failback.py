@@ -106,7 +106,7 @@ async def undo_errant(
                 {
                     "checked": False,
                     "reason": f"{node} already replicates from {me}: its errant transactions "
-                    "were handled when it was first pointed here",
+                    "were handled when it was first pointed here (the flag's `rejoined`)",
                 },
             )
         await server.set_read_only(True, 5.0)

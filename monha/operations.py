@@ -415,6 +415,10 @@ class Operations:
         with contextlib.suppress(RecordError, OSError):
             flag = read_flag(path)
             if flag is not None:
+                before = flag.get("rejoined") or {}
+                if not errant.get("checked") and before.get("node") == node:
+                    # A repeated rejoin checks nothing: keep what the first one found.
+                    errant = before.get("errant") or errant
                 flag["rejoined"] = {"node": node, "at": time.time(), "from": where}
                 flag["rejoined"]["errant"] = errant
                 write_flag(path, flag)

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monha.lab.drive import BIN, CONFIG
 from monha.lab.lab import Lab
+from monha.lab.mariadb import replica_status
 from tests.scenarios.support import (
     Load,
     Monha,
@@ -236,15 +237,68 @@ def _kill_primary_when_caught_up(lab: Lab, load: Load) -> None:
     lab.faults.kill_mysqld("node1")
 
 
-def _rejoin_and_switch_back(lab: Lab) -> None:
+# A row only the old primary has: written by hand on node1 after the failover.
+ERRANT_ID = 990001
+
+
+def _write_errant_row(lab: Lab) -> None:
+    # Fenced, but an operator (or a stray client with privileges) writes anyway.
+    lab.sql(
+        "node1",
+        "SET GLOBAL read_only = 0; INSERT INTO labdb.load_rows (id, run_id, written_at) "
+        f"VALUES ({ERRANT_ID}, 'errant', 0); SET GLOBAL read_only = 1",
+    )
+
+
+def _errant_reported_saved_and_undone(lab: Lab, answer: dict[str, Any]) -> None:
+    errant = answer["errant_check"]
+    assert errant["checked"] and errant["count"] >= 1, errant
+    assert len(errant["errant"]) == errant["count"] and answer["from_gtid"], answer
+    assert errant["flashback"].startswith("applied on node1"), errant
+    home = lab.paths.node("node2").var_lib_monha
+    saved = home / errant["sql_file"].removeprefix("/var/lib/monha/")
+    flashback = home / errant["flashback_file"].removeprefix("/var/lib/monha/")
+    for path in (saved, flashback):
+        assert path.stat().st_mode & 0o077 == 0, path
+    text = saved.read_text(errors="replace")
+    assert "### INSERT INTO `labdb`.`load_rows`" in text and f"@1={ERRANT_ID}" in text
+    # Undone on node1 (the flashback), never applied on node2, and nothing skipped.
+    for node in ("node1", "node2"):
+        count = lab.sql(node, f"SELECT COUNT(*) FROM labdb.load_rows WHERE id={ERRANT_ID}")
+        assert count.strip() == "0", node
+    st = replica_status(lab.socket("node1"))
+    assert st["Slave_IO_Running"] == "Yes" and st["Slave_SQL_Running"] == "Yes", st
+    assert st["Last_SQL_Errno"] == "0" and st["Skip_Counter"] == "0", st
+    assert st["Using_Gtid"] == "Slave_Pos", st
+    # The human answer names them too; a second rejoin does not check (or undo) again.
+    human = ctl(lab, "node2", "rejoin", "node1")
+    assert human.returncode == 0, human.stderr
+    assert "errant transactions: not checked: node1 already replicates from node2" in human.stdout
+    assert read_flag(lab, "node2")["rejoined"]["errant"]["errant"] == errant["errant"]
+
+
+def _rejoin_and_switch_back(lab: Lab, errant: bool = False) -> None:
     lab.faults.start_mysqld("node1")  # the operator brings the old primary's MySQL back
     wait_for("node1 to be fenced read_only", lambda: read_only(lab, "node1"), 15, 0.2)
+    if errant:
+        _write_errant_row(lab)
     rc, answer = ctl_json(lab, "node2", "rejoin", "node1")
     assert rc == 0, answer
     assert answer["source"] == "node2" and answer["from"].startswith("mysql-bin.")
+    print(f"\nrejoin: errant transactions {answer['errant_check']}")
+    if errant:
+        _errant_reported_saved_and_undone(lab, answer)
+    else:
+        assert answer["errant_check"]["checked"] and answer["errant_check"]["count"] == 0
     rc, checked = ctl_json(lab, "node2", "check")
     assert rc == 0, checked["problems"]
     assert any("completion flag is present" in n for n in checked["notes"])
+    # Semi-sync is off on this lab: a note, not a problem; status and check both show it.
+    assert any("semi-sync is off" in n for n in checked["notes"]), checked["notes"]
+    assert checked["cluster"]["nodes"]["node2"]["semi_sync"]["primary_enabled"] is False
+    human = ctl(lab, "node2", "check").stdout
+    assert "note: node2 (primary): semi-sync is off" in human and "semi-sync off" in human
+    assert "semi-sync off" in ctl(lab, "node2", "status").stdout
     switchover(lab, "node1")
 
 
@@ -255,7 +309,7 @@ def test_failover_rejoin_switchover_back_force_resume_cycle(lab: Lab, monha: Mon
     assert flag["failback"]["new_primary_binlog_file"]
     assert ctl(lab, "node2", "is-active").returncode == 0
     second = Load.start(lab)  # writes to node2 while node1 is rejoined and switched back
-    _rejoin_and_switch_back(lab)
+    _rejoin_and_switch_back(lab, errant=True)
     assert read_flag(lab, "node2")["rejoined"]["node"] == "node1"
 
     # The flag is still present: a second death is not failed over automatically ...
