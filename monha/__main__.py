@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monha import __version__, log
-from monha.config import EX_CONFIG, ConfigError, check_config_main, load_config
+from monha.config import (
+    EX_CONFIG,
+    ConfigError,
+    check_config_file,
+    check_config_main,
+    load_config,
+)
 
 DEFAULT_CONFIG = "/etc/monha/monha.toml"
 
@@ -58,6 +64,11 @@ def _run(path: Path, node: str | None, log_format: str | None) -> int:
     except ConfigError as exc:
         for line in exc.lines:
             print(f"monha: {path}: {line}", file=sys.stderr)
+        return EX_CONFIG
+    problems = check_config_file(path, cfg)
+    for line in problems:
+        print(f"monha: {line}", file=sys.stderr)
+    if problems:
         return EX_CONFIG
     log.setup(log_format or cfg.log.format, cfg.log.level)  # type: ignore[arg-type]
     from monha.daemon import Daemon  # imported late: check-config needs none of it

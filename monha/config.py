@@ -604,6 +604,28 @@ def check_secrets(cfg: Config) -> list[str]:
     return lines
 
 
+def check_config_file(path: Path | str, cfg: Config) -> list[str]:
+    """Lines for a config file others could abuse: one they may write chooses the commands
+    monha runs as root; one they may read gives away an inline password. Empty when fine."""
+    try:
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
+    except OSError:
+        return []  # it was just read; a file that vanished since is not a permission problem
+    lines = []
+    if mode & 0o022:
+        lines.append(
+            f"{path}: writable by group or others (mode {mode:04o}), who could choose the "
+            f"commands monha runs as root; fix it with: chmod go-w {path}"
+        )
+    inline = cfg.mysql.monitor_password is not None or cfg.mysql.replication_password is not None
+    if inline and mode & 0o044:
+        lines.append(
+            f"{path}: holds a password inline and is readable by group or others "
+            f"(mode {mode:04o}); fix it with: chmod 600 {path} (or use *_password_file keys)"
+        )
+    return lines
+
+
 def check_config_main(path: Path | str, *, secrets: bool = True) -> int:
     """`monha check-config FILE`: print every problem to stderr, or "config OK: ..." to stdout.
     Returns 0 or EX_CONFIG."""
@@ -613,7 +635,8 @@ def check_config_main(path: Path | str, *, secrets: bool = True) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return EX_CONFIG
-    problems = check_secrets(cfg) if secrets else []
+    problems = check_config_file(path, cfg)
+    problems += check_secrets(cfg) if secrets else []
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
