@@ -274,16 +274,17 @@ def tables(results: Sequence[RunResult]) -> str:
     for sc_name in names:
         sc = BY_NAME[sc_name]
         by = {s: [r for r in results if r.scenario == sc_name and r.system == s] for s in SYSTEMS}
-        figures: list[tuple[str, str, str]] = [
-            ("detection (s)", "detect_s", "{:.1f}"),
-            ("writes back (s)", "writes_back_s", "{:.1f}"),
-            ("rows lost", "lost", "{:.0f}"),
+        figures: list[tuple[str, str, str, str]] = [
+            ("detection (s)", "detect_s", "{:.1f}", "no decision"),
+            ("writes back (s)", "writes_back_s", "{:.1f}", "never"),
+            ("rows lost", "lost", "{:.0f}", "not counted"),
         ]
-        for label, key, fmt in figures:
+        for label, key, fmt, none in figures:
             mha = summarize(getattr(r, key) for r in by["mha"] if not r.error)
             mon = summarize(getattr(r, key) for r in by["monha"] if not r.error)
             out.append(
-                f"| {sc_name} | {label} | {mha.cell(fmt)} | {mon.cell(fmt)} | {ratio(mon, mha)} |"
+                f"| {sc_name} | {label} | {mha.cell(fmt, none)} | {mon.cell(fmt, none)} "
+                f"| {ratio(mon, mha)} |"
             )
         label = "failovers" if sc.expect_failover else "false failovers"
         cells = []

@@ -93,14 +93,15 @@ class Summary:
     n: int  # values that exist
     missing: int  # runs where the figure did not exist (e.g. writes never came back)
 
-    def cell(self, fmt: str = "{:.1f}") -> str:
+    def cell(self, fmt: str = "{:.1f}", none: str = "never") -> str:
+        """'median (min–max)'; `none` names a run without a value (no decision, never back)."""
         if self.median is None:
-            return "—" if not self.missing else f"never ({self.missing})"
+            return "—" if not self.missing else f"{none} ×{self.missing}"
         text = fmt.format(self.median)
         if self.n > 1:
             text += f" ({fmt.format(self.low)}–{fmt.format(self.high)})"
         if self.missing:
-            text += f", never ×{self.missing}"
+            text += f", {none} ×{self.missing}"
         return text
 
 
