@@ -296,6 +296,7 @@ def detect(version: str, version_comment: str = "") -> Dialect:
 _COLS: dict[str, tuple[str, ...]] = {
     "io_running": ("Replica_IO_Running", "Slave_IO_Running"),
     "sql_running": ("Replica_SQL_Running", "Slave_SQL_Running"),
+    "sql_state": ("Replica_SQL_Running_State", "Slave_SQL_Running_State"),
     "host": ("Source_Host", "Master_Host"),
     "port": ("Source_Port", "Master_Port"),
     "read_file": ("Source_Log_File", "Master_Log_File"),
@@ -400,6 +401,7 @@ def parse_replica_status(row: Mapping[str, Any] | None) -> ReplicaStatus:
         configured=True,
         io_running=r.text("io_running"),
         sql_running=r.text("sql_running"),
+        sql_state=r.text("sql_state"),
         source_host=r.text("host"),
         source_port=r.integer("port"),
         last_io_errno=r.integer("io_errno") or 0,

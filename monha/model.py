@@ -69,6 +69,7 @@ class ReplicaStatus:
     configured: bool
     io_running: str = ""  # "Yes", "No", "Connecting"
     sql_running: str = ""  # "Yes", "No"
+    sql_state: str = ""  # Slave_SQL_Running_State: what the SQL thread is doing
     source_host: str = ""
     source_port: int | None = None
     last_io_errno: int = 0
@@ -87,6 +88,11 @@ class ReplicaStatus:
     @property
     def io_ok(self) -> bool:
         return self.io_running == "Yes"
+
+    @property
+    def sql_idle(self) -> bool:
+        """The SQL thread has consumed its whole relay log and waits for more."""
+        return "has read all relay log" in self.sql_state
 
     @property
     def caught_up(self) -> bool:

@@ -443,10 +443,23 @@ class Server:
         if target is None:
             target = first.read_position
         assert target is not None
-        status = first
+        status = prev = first
+        idle_polls = 0
         while True:
             if _applied_up_to(status, target):
                 return True, f"applied up to {_pos(status.exec_position)}"
+            # With the primary gone, the last transaction may have been cut off mid-way: the
+            # read position then lies past anything the SQL thread can ever apply. Once the
+            # IO thread is down and the SQL thread has consumed the whole relay log without
+            # moving for two polls, every complete transaction is applied: waiting longer
+            # would only delay the failover to its bound.
+            idle_polls = idle_polls + 1 if _settled(status, prev) else 0
+            if idle_polls >= 2:
+                return True, (
+                    f"applied every complete transaction received, up to "
+                    f"{_pos(status.exec_position)}; the rest ({_left(status, target)}) is an "
+                    "incomplete last transaction, cut off with the primary"
+                )
             if status.sql_running != "Yes":
                 return False, (
                     f"SQL thread not running (errno {status.last_sql_errno}: "
@@ -455,6 +468,7 @@ class Server:
             if loop.time() + _POLL_S >= deadline:
                 return False, f"not caught up after {timeout_s:g} s; {_left(status, target)}"
             await asyncio.sleep(_POLL_S)
+            prev = status
             try:
                 status = await self.replica_status(remaining())
             except MySQLTimeout:
@@ -615,6 +629,17 @@ class Server:
         Needs two calls (two samples) before it knows anything; see `dialect.update_contact`.
         """
         return (await self.observe_replica(now, timeout_s)).heard_from_primary_s_ago
+
+
+def _settled(status: ReplicaStatus, prev: ReplicaStatus) -> bool:
+    """No more to apply, ever: the IO thread is not receiving, the SQL thread is idle and did
+    not move since the previous poll."""
+    return (
+        status.io_running != "Yes"
+        and status.sql_running == "Yes"
+        and status.sql_idle
+        and status.exec_position == prev.exec_position
+    )
 
 
 def _binlog_key(file: str) -> tuple[str, int]:
