@@ -92,7 +92,7 @@ def all_rows_on_both(lab: Lab, *loads: Load) -> None:
 
 def test_healthy_cluster_status_check_plan_is_active(lab: Lab, monha: Monha) -> None:
     wait_for("a healthy decision", lambda: monha.status()["state"] == "healthy", 15)
-    status = monha.status()
+    status = monha.status(cluster=True)
     assert status["cluster"]["primary"] == "node1"
     assert status["cluster"]["vip_holders"] == ["node1"]
     node2 = status["cluster"]["nodes"]["node2"]
