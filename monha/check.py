@@ -237,7 +237,7 @@ async def survey(
         jobs.append(_commands(cfg, facts, handles.runners[name], timeout_s))
         jobs.append(_replication_login(cfg, facts, timeout_s))
     back = _ssh_back(cfg, me, handles.runners[peer], timeout_s)
-    *_, (back_ok, back_detail) = await asyncio.gather(*jobs, back)
+    (back_ok, back_detail), _ = await asyncio.gather(back, asyncio.gather(*jobs))
     out = Survey(me, nodes, back_ok, back_detail)
     try:
         out.flag = read_flag(Path(cfg.failover.flag_file))

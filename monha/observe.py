@@ -77,12 +77,17 @@ class Observer:
             return min(timeout_s, p.interval_s)
 
         peer = self.peer
-        mysql, icmp, (ssh, local_mysql), replica, *witnesses = await asyncio.gather(
+        fixed = asyncio.gather(
             self._mysql(bounded(p.mysql_timeout_s)),
             probes.icmp(peer.address, bounded(p.icmp_timeout_s)),
             self._ssh(bounded(p.ssh_timeout_s)),
             self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
-            *(self._witness(w, bounded(p.icmp_timeout_s)) for w in self.cfg.witness),
+        )
+        witnessed = asyncio.gather(
+            *(self._witness(w, bounded(p.icmp_timeout_s)) for w in self.cfg.witness)
+        )
+        (mysql, icmp, (ssh, local_mysql), replica), witnesses = await asyncio.gather(
+            fixed, witnessed
         )
         witness_results = tuple(witnesses)
         journal_open = False

@@ -292,7 +292,7 @@ class Operations:
                 if s.node == node
                 and s.kind in (StepKind.VIP_DOWN, StepKind.STOP_SERVICE, StepKind.MAKE_REPLICA)
             ]
-            results = []
+            results: list[dict[str, Any]] = []
             for step in steps:
                 if step.kind is StepKind.MAKE_REPLICA:
                     # Fenced now: find, save and undo what only `node` has (monha.failback).

@@ -136,7 +136,7 @@ def _inputs(source: PlanInputs | Config) -> PlanInputs:
 
 
 def _vip(p: PlanInputs, kind: StepKind, node: str, on_failure: OnFailure) -> Step:
-    args = (
+    args: tuple[tuple[str, str], ...] = (
         ("address", p.vip_address),
         ("prefix", str(p.vip_prefix)),
         ("interface", p.interface_of(node)),

@@ -7,4 +7,5 @@ bash scripts/setup.sh
 .venv/bin/ruff check monha tests bench
 .venv/bin/ruff format --check monha tests bench
 .venv/bin/lint-imports
+.venv/bin/mypy
 exec .venv/bin/pytest -ra "$@"
