@@ -63,6 +63,9 @@ def test_down_leaves_nothing_and_up_works_again() -> None:
             # A daemon started through the API, and one the lab does not know of.
             recorded = lab.spawn_in("node2", ["sleep", "1000"], "sleeper")
             stray = subprocess.Popen(lab.node_argv("node1", ["sleep", "1000"]))
+            # Popen returns once nsenter runs; it enters node1's namespaces a moment later.
+            stray_pid = stray.pid
+            eventually(lambda: stray_pid in lab_pids(lab), 5, "the stray to enter node1")  # noqa: B023
             pids = [r.pid for r in state.procs] + lab_pids(lab) + [recorded]
             assert recorded in pids and stray.pid in pids
             assert len(pids) > 10 and all(is_alive(p) for p in [r.pid for r in state.procs][:4])
