@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -469,7 +470,7 @@ class Daemon:
             "consecutive_failures": self.state.consecutive_failures,
             "reason_code": str(d.reason_code) if d and not self.idle_primary else None,
             "reason": self._reason(),
-            "observation": _observation_dict(obs) if obs else None,
+            "observation": asdict(obs) if obs else None,
             "flag": flag,
             "operation_running": self.operations.running,
             "journal": _journal_summary(Path(self.cfg.failover.journal_file)),
@@ -496,12 +497,6 @@ def _journal_summary(path: Path) -> dict[str, Any] | None:
     }
 
 
-def _observation_dict(obs: Observation) -> dict[str, Any]:
-    data = asdict(obs)
-    return data
-
-
 def _main_thread() -> bool:
-    import threading
-
+    # Signal handlers can only be installed from the main thread (tests may run elsewhere).
     return threading.current_thread() is threading.main_thread()
