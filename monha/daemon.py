@@ -38,7 +38,7 @@ from monha.mysql import MySQLError
 from monha.observe import Observer, Peers, local_node
 from monha.operations import Operations
 from monha.plan import describe
-from monha.runners import LocalRunner, RunnerError, SshRunner
+from monha.runners import LocalRunner, RunnerError
 from monha.sdnotify import Notifier
 from monha.steps import Nodes, ReplicationSource, drain_background
 
@@ -98,19 +98,9 @@ class Daemon:
         local = handles.local_server(cfg, self.me, monitor_pw, cfg.failover.promote_timeout_s)
         remote = handles.remote_server(cfg, peer.name, monitor_pw, cfg.failover.fence_timeout_s)
         ssh = handles.ssh_runner(cfg, peer.name)
-        witnesses = {
-            w.name: SshRunner(
-                w.address,
-                w.ssh_port,
-                w.ssh_user,
-                cfg.ssh.key_file,
-                cfg.ssh.known_hosts,
-                cfg.ssh.connect_timeout_s,
-            )
-            for w in cfg.witness
-            if w.ssh_user
-        }
-        self.peers = Peers(local=local, primary=remote, ssh=ssh, witnesses=witnesses)
+        self.peers = Peers(
+            local=local, primary=remote, ssh=ssh, witnesses=handles.witness_runners(cfg)
+        )
         self.observer = Observer(cfg, self.me, self.peers, monitor_pw)
         self.policy = fsm.Policy.from_config(cfg)
         self.nodes = Nodes(

@@ -8,7 +8,7 @@ here: handles connect on first use.
 
 from __future__ import annotations
 
-from monha.config import Config
+from monha.config import Config, Node, Witness
 from monha.mysql import Server
 from monha.runners import SshRunner
 
@@ -42,11 +42,20 @@ def remote_server(cfg: Config, name: str, password: str, timeout_s: float = 5.0)
 
 def ssh_runner(cfg: Config, name: str) -> SshRunner:
     """SSH to a node, its host key checked against `ssh.known_hosts`."""
-    node = cfg.node(name)
+    return _ssh(cfg, cfg.node(name))
+
+
+def witness_runners(cfg: Config) -> dict[str, SshRunner]:
+    """SSH to each witness that has an `ssh_user`, by name, with the same key and known_hosts."""
+    return {w.name: _ssh(cfg, w) for w in cfg.witness if w.ssh_user}
+
+
+def _ssh(cfg: Config, host: Node | Witness) -> SshRunner:
+    assert host.ssh_user is not None
     return SshRunner(
-        node.address,
-        node.ssh_port,
-        node.ssh_user,
+        host.address,
+        host.ssh_port,
+        host.ssh_user,
         cfg.ssh.key_file,
         cfg.ssh.known_hosts,
         cfg.ssh.connect_timeout_s,
