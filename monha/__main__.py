@@ -71,7 +71,8 @@ def _run(path: Path, node: str | None, log_format: str | None) -> int:
     if problems:
         return EX_CONFIG
     log.setup(log_format or cfg.log.format, cfg.log.level)  # type: ignore[arg-type]
-    from monha.daemon import Daemon  # imported late: check-config needs none of it
+    from monha.control import ControlError
+    from monha.daemon import Daemon, DaemonLockError  # imported late: check-config needs none
     from monha.observe import IdentityError
 
     try:
@@ -83,7 +84,11 @@ def _run(path: Path, node: str | None, log_format: str | None) -> int:
     except (IdentityError, KeyError) as exc:
         print(f"monha: {exc}", file=sys.stderr)
         return EX_CONFIG
-    return asyncio.run(daemon.run())
+    try:
+        return asyncio.run(daemon.run())
+    except (DaemonLockError, ControlError) as exc:
+        print(f"monha: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

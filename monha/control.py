@@ -61,6 +61,7 @@ class ControlServer:
         self.handler = handler
         self.allowed_uid = allowed_uid
         self._server: asyncio.base_events.Server | None = None
+        self._inode: int | None = None  # the socket file this server made, and only it
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
@@ -73,14 +74,20 @@ class ControlServer:
             )
         finally:
             os.umask(old)
+        self._inode = self.path.lstat().st_ino
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        # Only the socket this server created is removed: one that failed to start, or whose
+        # file was replaced by another daemon's, must not take that daemon's socket away.
+        if self._inode is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if self.path.lstat().st_ino == self._inode:
+                    self.path.unlink()
+            self._inode = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

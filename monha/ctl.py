@@ -1,9 +1,9 @@
 """`monha-ctl`: the operator's command line.
 
-`status`, `switchover`, `failover --force`, `rejoin` and `resume` talk to the daemon's control
-socket (root only). `check`, `plan` and `is-active` need no daemon: they ask the nodes
-themselves (local commands here, SSH to the peer with its host key checked, MySQL as the
-monitor user), so they also work while the daemon is stopped, e.g. before its first start.
+`status`, `switchover`, `failover --force`, `rejoin`, `resume` and `journal` talk to the
+daemon's control socket (root only). `check`, `plan` and `is-active` need no daemon: they ask
+the nodes themselves (local commands here, SSH to the peer with its host key checked, MySQL as
+the monitor user), so they also work while the daemon is stopped, e.g. before its first start.
 
 Exit codes:
   0  success (check: no problem; is-active: this node is the active one)
@@ -39,7 +39,14 @@ DEFAULT_CONFIG = "/etc/monha/monha.toml"
 
 # Seconds to wait for the daemon, by command, unless --timeout says otherwise. A switchover
 # waits for catch-up and services; the daemon bounds every step itself.
-TIMEOUTS = {"status": 15.0, "resume": 60.0, "switchover": 300.0, "failover": 300.0, "rejoin": 120.0}
+TIMEOUTS = {
+    "journal": 30.0,
+    "status": 15.0,
+    "resume": 60.0,
+    "switchover": 300.0,
+    "failover": 300.0,
+    "rejoin": 120.0,
+}
 
 
 class UsageError(Exception):
@@ -83,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     rj = cmd("rejoin", "make the old primary a replica of the current one (failback)")
     rj.add_argument("node", metavar="NODE", help="the old primary")
     cmd("resume", "clear the completion flag and resume monitoring (only if check passes)")
+    jr = cmd("journal", "show the failover journal, or discard one that cannot be replayed")
+    jr.add_argument("action", choices=["show", "discard"])
+    jr.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     ia = cmd("is-active", "exit 0 only on the node that is the primary and holds the VIP")
     ia.add_argument("-q", "--quiet", action="store_true", help="print nothing")
     return p
@@ -154,6 +164,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _print(args, _ask(args, {"cmd": "rejoin", "node": args.node}), render_rejoin)
     if c == "switchover":
         return _switchover(args)
+    if c == "journal":
+        if args.action == "discard" and not args.yes:
+            question = "Discard the journal? Its plan will not be resumed (it is kept aside)."
+            if not _confirm(question):
+                return EX_CANCELLED
+        answer = _ask(args, {"cmd": "journal", "action": args.action})
+        return _print(args, answer, render_journal)
     if c == "failover":
         if not args.force:
             raise UsageError("failover: --force is required (it is for a dead primary only)")
@@ -474,6 +491,31 @@ def render_resume(a: dict[str, Any]) -> str:
     if a.get("removed"):
         return "flag cleared: automatic failover is armed again"
     return "no flag was present: automatic failover is armed"
+
+
+def render_journal(a: dict[str, Any]) -> str:
+    if "moved_to" in a:
+        if not a["moved_to"]:
+            return f"no journal at {a['path']}: nothing to discard"
+        return f"journal moved to {a['moved_to']}: its plan will not be resumed"
+    if a.get("error"):
+        return f"{a['path']}: {a['error']}"
+    record = a.get("record")
+    if not record:
+        return f"no journal at {a['path']}"
+    state = record.get("outcome") or ("finished" if record.get("finished") else "OPEN")
+    lines = [
+        f"{record['kind']} {record['failover_id']}: {record['old_primary']} -> "
+        f"{record['new_primary']} ({state}, {record.get('attempts', 1)} attempt(s))",
+        f"  reason: {record['reason']}",
+    ]
+    done = {d["step"]: d for d in record.get("done", [])}
+    for key in record.get("steps", []):
+        d = done.get(key)
+        mark = "-" if d is None else ("ok" if d.get("ok") else "FAILED")
+        detail = f": {d.get('detail', '')}" if d else ""
+        lines.append(f"  [{mark}] {key}{detail}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,34 +1,47 @@
 """The daemon's lifecycle: startup, the tick loop, the control server, signals, teardown.
 
 Each tick: observe (all probes at once) → `fsm.decide` (pure) → log and export the decision →
-run its plan, if any, through the executor. The shutdown trigger is an Event that tests set
-directly; SIGTERM/SIGINT set it too, and a second signal forces the exit. SIGHUP reloads the
-configuration, only if the new file validates.
+run its plan, if any, through the executor (a new plan, the journal's plan replayed, or the
+journal's plan closed unrun). The shutdown trigger is an Event that tests set directly;
+SIGTERM/SIGINT set it too, and a second signal forces the exit. SIGHUP reloads the
+configuration between ticks, only if the new file and everything built from it validate.
+
+One daemon per cluster and node: an exclusive lock on a file beside the journal is taken
+before anything else (`DaemonLock`). The systemd watchdog proves the event loop lives: it is
+fed after each good tick and, while a plan or an operator command runs (the tick lock is
+held), by a task of its own, so a long step never gets the daemon killed into the same step.
+
+The node's I/O (probes, MySQL handles, runners) comes from a `Wiring`, built from the config
+by `real_wiring`; tests pass their own to run the whole daemon in-process against fakes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import threading
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from monha import __version__, check, fencing, fsm, handles, log
-from monha.config import Config, ConfigError, load_config
+from monha.config import Config, ConfigError, check_config_file, load_config
 from monha.executor import Executor
-from monha.journal import Journal, RecordError, read_flag
+from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.metrics import Metrics
 from monha.model import (
     Decision,
     MonitorState,
     Observation,
+    PlanKind,
+    ProbeResult,
     ProbeStatus,
     ReasonCode,
     State,
@@ -46,9 +59,86 @@ from monha.steps import Nodes, ReplicationSource, drain_background
 VIP_EXPORT_EVERY_TICKS = 5
 VIP_EXPORT_TIMEOUT_S = 1.0
 
-# After a plan stopped on a failed step, wait this long before the next attempt: the journal
-# keeps what finished, and hammering a failing step every tick helps nobody.
-RETRY_AFTER_FAILED_PLAN_S = 5.0
+# While a plan or a command holds the tick lock, the watchdog is fed this often (the unit's
+# WatchdogSec is 30 s).
+WATCHDOG_KEEPALIVE_S = 5.0
+
+
+class DaemonLockError(Exception):
+    """Another monha daemon holds this cluster's lock on this node."""
+
+
+class DaemonLock:
+    """An exclusive flock on `path`, held for the daemon's life; the holder's PID inside.
+
+    Taken before the control socket or anything else, so a second `monha run` for the same
+    cluster on the same node changes nothing: it names the running one and exits.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DaemonLockError(
+                f"another monha daemon (pid {holder}) already runs for this cluster on this "
+                f"node: it holds {self.path}"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # the lock goes with the descriptor; the file stays
+            self._fd = None
+
+
+def lock_path(cfg: Config) -> Path:
+    journal = Path(cfg.failover.journal_file)
+    return journal.with_name(journal.name + ".lock")
+
+
+@dataclass(slots=True)
+class Wiring:
+    """This node's I/O: how it probes (observer), and the handles its steps use."""
+
+    peers: Peers
+    observer: Observer
+    nodes: Nodes
+
+
+def real_wiring(cfg: Config, me: str) -> Wiring:
+    """The handles to the real nodes, from the config (reads the password files)."""
+    peer = cfg.peer_of(me)
+    monitor_pw = cfg.mysql.monitor_secret().get_secret_value()
+    local = handles.local_server(cfg, me, monitor_pw, cfg.failover.promote_timeout_s)
+    remote = handles.remote_server(cfg, peer.name, monitor_pw, cfg.failover.fence_timeout_s)
+    ssh = handles.ssh_runner(cfg, peer.name)
+    peers = Peers(local=local, primary=remote, ssh=ssh, witnesses=handles.witness_runners(cfg))
+    nodes = Nodes(
+        runners={me: LocalRunner(), peer.name: ssh},
+        mysql={me: local, peer.name: remote},
+    )
+    repl_pw = cfg.mysql.replication_secret().get_secret_value()
+    nodes.sources = {
+        n.name: ReplicationSource(
+            n.address,
+            n.mysql_port,
+            cfg.mysql.replication_user,
+            repl_pw,
+            cfg.mysql.heartbeat_period_s,
+        )
+        for n in cfg.nodes
+    }
+    return Wiring(peers, Observer(cfg, me, peers, monitor_pw), nodes)
 
 
 class Daemon:
@@ -60,8 +150,13 @@ class Daemon:
         shutdown: asyncio.Event | None = None,
         registry: CollectorRegistry | None = None,
         serve_metrics: bool = True,
+        wiring: Callable[[Config, str], Wiring] = real_wiring,
+        notifier: Notifier | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config_path = config_path
+        self.wire = wiring
+        self.clock = clock
         self.cfg: Config = load_config(config_path)
         self.me = node or local_node(self.cfg)
         self.cfg.node(self.me)  # an unknown --node fails here, before anything starts
@@ -72,7 +167,7 @@ class Daemon:
             reason_codes=[c.value for c in ReasonCode],
         )
         self.serve_metrics = serve_metrics
-        self.notifier = Notifier()
+        self.notifier = notifier or Notifier()
         self.log = log.get("monha.daemon")
         self.state = MonitorState()
         self.last_decision: Decision | None = None
@@ -82,7 +177,8 @@ class Daemon:
         self.self_fenced_because: str | None = None
         self._reload_requested = False
         self._signals = 0
-        self._next_plan_at = 0.0
+        # The last failing state of each probe that was logged: log changes, not repeats.
+        self._probe_logged: dict[str, str] = {}
         # Held by each tick and by each operator command (switchover, rejoin, ...): a command
         # never runs while a tick decides, nor a tick while a command changes the topology.
         self.busy = asyncio.Lock()
@@ -92,38 +188,14 @@ class Daemon:
     # --- wiring ---------------------------------------------------------------------------
 
     def _build(self) -> None:
-        cfg = self.cfg
-        peer = cfg.peer_of(self.me)
-        monitor_pw = cfg.mysql.monitor_secret().get_secret_value()
-        local = handles.local_server(cfg, self.me, monitor_pw, cfg.failover.promote_timeout_s)
-        remote = handles.remote_server(cfg, peer.name, monitor_pw, cfg.failover.fence_timeout_s)
-        ssh = handles.ssh_runner(cfg, peer.name)
-        self.peers = Peers(
-            local=local, primary=remote, ssh=ssh, witnesses=handles.witness_runners(cfg)
-        )
-        self.observer = Observer(cfg, self.me, self.peers, monitor_pw)
+        self._apply(self.cfg, self.wire(self.cfg, self.me))
+
+    def _apply(self, cfg: Config, w: Wiring) -> None:
+        self.cfg = cfg
+        self.peers, self.observer, self.nodes = w.peers, w.observer, w.nodes
         self.policy = fsm.Policy.from_config(cfg)
-        self.nodes = Nodes(
-            runners={self.me: LocalRunner(), peer.name: ssh},
-            mysql={self.me: local, peer.name: remote},
-        )
-        self.executor = Executor(
-            Journal(Path(cfg.failover.journal_file)),
-            self.nodes,
-            self.metrics,
-            cluster=cfg.cluster.name,
-        )
-        repl_pw = cfg.mysql.replication_secret().get_secret_value()
-        self.nodes.sources = {
-            n.name: ReplicationSource(
-                n.address,
-                n.mysql_port,
-                cfg.mysql.replication_user,
-                repl_pw,
-                cfg.mysql.heartbeat_period_s,
-            )
-            for n in cfg.nodes
-        }
+        self.journal = Journal(Path(cfg.failover.journal_file))
+        self.executor = Executor(self.journal, self.nodes, self.metrics, cluster=cfg.cluster.name)
         self.operations = Operations(
             cfg,
             self.me,
@@ -134,17 +206,29 @@ class Daemon:
             self.notifier.watchdog,
         )
 
-    async def _close_handles(self) -> None:
-        await drain_background(self.nodes, 5.0)
-        closers = [self.peers.ssh.close, self.peers.local.close, self.peers.primary.close]
-        closers += [w.close for w in self.peers.witnesses.values()]
+    async def _close_handles(self, peers: Peers | None = None, nodes: Nodes | None = None) -> None:
+        peers, nodes = peers or self.peers, nodes or self.nodes
+        await drain_background(nodes, 5.0)
+        closers = [peers.ssh.close, peers.local.close, peers.primary.close]
+        closers += [w.close for w in peers.witnesses.values()]
         for closer in closers:
             with contextlib.suppress(Exception):
-                await closer()
+                async with asyncio.timeout(5.0):
+                    await closer()
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> int:
+        """Serve until shut down. DaemonLockError (before anything else happened) when
+        another daemon runs for this cluster on this node."""
+        lock = DaemonLock(lock_path(self.cfg))
+        lock.acquire()
+        try:
+            return await self._serve()
+        finally:
+            lock.release()
+
+    async def _serve(self) -> int:
         loop = asyncio.get_running_loop()
         installed = []
         if _main_thread():
@@ -165,13 +249,19 @@ class Daemon:
             config=str(self.config_path),
             pid=os.getpid(),
         )
+        keeper: asyncio.Task[None] | None = None
         try:
             await control.start()
             if self.serve_metrics:
                 m = self.cfg.metrics
                 metrics_server = self.metrics.serve(m.listen_address, m.listen_port)
+            keeper = loop.create_task(self._keep_watchdog())
             await self._loop()
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
             self.notifier.stopping()
             await control.close()
             if metrics_server is not None:
@@ -193,15 +283,41 @@ class Daemon:
     def _on_reload_signal(self) -> None:
         self._reload_requested = True
 
-    def _reload(self) -> None:
+    async def _keep_watchdog(self) -> None:
+        """Feed the watchdog while a plan or an operator command holds the tick lock: that
+        this task runs proves the event loop is alive; every step has its own timeout."""
+        while True:
+            await asyncio.sleep(WATCHDOG_KEEPALIVE_S)
+            if self.busy.locked():
+                self.notifier.watchdog()
+
+    async def _reload(self) -> None:
+        """Load, validate and wire the new config; on any error keep the running one and say
+        why. Called with the tick lock held: no plan and no command runs meanwhile."""
         self._reload_requested = False
+        self.notifier.reloading()
         try:
             cfg = load_config(self.config_path)
+            problems = check_config_file(self.config_path, cfg)
+            if problems:
+                raise ConfigError(problems)
+            cfg.node(self.me)  # this node must still be in it
+            wiring = self.wire(cfg, self.me)
         except ConfigError as exc:
-            self.log.error("reload_refused", problems=exc.lines)
+            self.log.error("reload_refused", config=str(self.config_path), problems=exc.lines)
             return
-        self.cfg = cfg
-        self._build()
+        except Exception as exc:
+            self.log.error(
+                "reload_refused",
+                config=str(self.config_path),
+                problems=[f"{type(exc).__name__}: {exc}"],
+            )
+            return
+        finally:
+            self.notifier.ready()
+        old_peers, old_nodes = self.peers, self.nodes
+        self._apply(cfg, wiring)
+        await self._close_handles(old_peers, old_nodes)
         log.setup(cfg.log.format, cfg.log.level)
         self.log.info("config_reloaded", config=str(self.config_path))
 
@@ -210,10 +326,10 @@ class Daemon:
         first = True
         while not self.shutdown.is_set():
             started = loop.time()
-            if self._reload_requested:
-                self._reload()
             try:
                 async with self.busy:
+                    if self._reload_requested:
+                        await self._reload()
                     await self.tick()
             except Exception:
                 # A bug met in one tick must not take monitoring down at night: log it with
@@ -223,7 +339,10 @@ class Daemon:
             else:
                 self._ticks += 1
                 if self._ticks % VIP_EXPORT_EVERY_TICKS == 1:
-                    await self._export_vip()
+                    try:
+                        await self._export_vip()
+                    except Exception:  # a metric must never end the daemon
+                        self.log.exception("vip_export_failed")
                 if first:
                     self.notifier.ready(f"{self.state.state}: {self._reason()}")
                     first = False
@@ -264,17 +383,37 @@ class Daemon:
         )
         if self.state.state is State.DONE_FLAGGED:
             await self._refence(obs)
-        if decision.plan and time.monotonic() >= self._next_plan_at:
+        await self._carry_out(decision, obs)
+
+    async def _carry_out(self, decision: Decision, obs: Observation) -> None:
+        """Run what the decision says: a new plan, the journal's plan replayed, or the
+        journal's plan closed unrun. A plan that stopped gets its back-off from the core."""
+        kind = decision.plan_kind
+        if kind is PlanKind.ABANDON:
+            self.executor.abandon(decision.reason)
+            return
+        if kind is PlanKind.FAILOVER:
             ok = await self.executor.run(
                 decision.plan,
-                decision.plan_kind,
+                kind,
                 decision.reason,
                 obs.primary,
                 obs.replica,
+                reason_code=decision.reason_code.value,
                 on_progress=self.notifier.watchdog,
             )
-            if not ok:
-                self._next_plan_at = time.monotonic() + RETRY_AFTER_FAILED_PLAN_S
+        elif kind is PlanKind.RESUME:
+            ok = await self.executor.resume(on_progress=self.notifier.watchdog)
+        else:
+            return
+        if not ok:
+            self.state = fsm.plan_stopped(self.state, self.clock())
+            self.executor.stopped(self.state.next_attempt_at)
+            self.log.warning(
+                "plan_retry_scheduled",
+                attempts=self.state.plan_attempts,
+                next_attempt_at=self.state.next_attempt_at,
+            )
 
     async def _refence(self, obs: Observation) -> None:
         """After a failover, fence the old primary again the moment it shows up alive.
@@ -355,16 +494,32 @@ class Daemon:
         m.observe_replica(obs.replica_view.status)
         m.flag_present.set(1 if obs.flag_present else 0)
         for probe in (obs.primary_mysql, obs.primary_icmp, obs.primary_ssh, obs.replica_view.probe):
-            if not probe.answered and probe.status is not ProbeStatus.SKIPPED:
-                self.log.info(
-                    "probe_failed",
-                    probe=probe.name,
-                    target=probe.target,
-                    status=str(probe.status),
-                    latency_s=round(probe.latency_s or 0.0, 3),
-                    detail=probe.detail,
-                    error_code=probe.error_code,
-                )
+            self._log_probe(probe)
+
+    def _log_probe(self, probe: ProbeResult) -> None:
+        """Log a probe's failure when it starts or changes, and its recovery: a peer dead for
+        a day must not write a line per tick."""
+        failing = not probe.answered and probe.status is not ProbeStatus.SKIPPED
+        key = f"{probe.name}@{probe.target}"
+        was = self._probe_logged.get(key)
+        now = f"{probe.status}:{probe.error_code}" if failing else None
+        if now == was:
+            return
+        if now is None:
+            self._probe_logged.pop(key, None)
+            if probe.answered:
+                self.log.info("probe_recovered", probe=probe.name, target=probe.target)
+            return
+        self._probe_logged[key] = now
+        self.log.info(
+            "probe_failed",
+            probe=probe.name,
+            target=probe.target,
+            status=str(probe.status),
+            latency_s=round(probe.latency_s or 0.0, 3),
+            detail=probe.detail,
+            error_code=probe.error_code,
+        )
 
     def _log_decision(self, d: Decision) -> None:
         prev = self.last_decision
@@ -428,6 +583,9 @@ class Daemon:
             return await ops.rejoin(node)
         if cmd == "resume":
             return await ops.resume()
+        if cmd == "journal":
+            action = request.get("action")
+            return await ops.journal_command(action if isinstance(action, str) else "")
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     async def _export_vip(self) -> None:
@@ -458,6 +616,8 @@ class Daemon:
             "state": str(self.state.state),
             "since": self.state.since,
             "consecutive_failures": self.state.consecutive_failures,
+            "plan_attempts": self.state.plan_attempts,
+            "next_attempt_at": self.state.next_attempt_at,
             "reason_code": str(d.reason_code) if d and not self.idle_primary else None,
             "reason": self._reason(),
             "observation": asdict(obs) if obs else None,
@@ -468,23 +628,38 @@ class Daemon:
 
 
 def _journal_summary(path: Path) -> dict[str, Any] | None:
-    """The last plan in the journal, in a few fields (an unfinished switchover shows here)."""
+    """The last plan in the journal, in a few fields: for an open one, which step it stopped
+    at, how often it ran, when it runs next and what an operator can do."""
     try:
         record = Journal(path).load()
     except RecordError as exc:
-        return {"error": str(exc)}
+        return {"error": str(exc), "path": str(path), "resolve_with": DISCARD_HINT}
     if record is None:
         return None
-    return {
+    summary: dict[str, Any] = {
         "id": record.failover_id,
         "kind": record.kind,
         "old_primary": record.old_primary,
         "new_primary": record.new_primary,
         "finished": record.finished,
+        "outcome": record.outcome,
         "started_at": record.started_at,
         "steps_done": len(record.done),
+        "steps": len(record.plan),
+        "attempts": record.attempts,
         "rolled_back": bool(record.data.get("rolled_back")),
     }
+    failed = record.last_failure
+    if not record.finished and failed is not None:
+        summary["stopped_at"] = {"step": failed.get("step"), "detail": failed.get("detail")}
+        summary["next_attempt_at"] = record.next_attempt_at
+        summary["what_to_do"] = (
+            "the daemon retries it by itself; fix what the step says, then "
+            "`monha-ctl failover --force` retries at once"
+            if record.kind == "failover"
+            else f"`monha-ctl switchover --to {record.new_primary}` finishes it"
+        )
+    return summary
 
 
 def _main_thread() -> bool:

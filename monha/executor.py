@@ -1,9 +1,11 @@
 """Runs a plan step by step, journals each step, and writes the completion flag.
 
-The journal is written before the first step and after each one, so a daemon killed anywhere
-re-reads what already ran and, given the rebuilt plan, runs only the rest: no step that
-finished is repeated, and the flag is written exactly once. A step that fails with
-on_failure=STOP ends the run with the journal left open; the next tick decides again.
+The whole plan is journaled before its first step runs, and each step's result after it ran,
+so a daemon killed anywhere replays exactly the plan that was decided (`resume`), running only
+what is not recorded as done: no finished step is repeated, and the flag is written exactly
+once. A step that fails with on_failure=STOP ends the run with the journal left open; the
+state machine retries it with a back-off (`fsm.plan_stopped`), or closes it unrun (`abandon`)
+while it changed nothing and the primary answers again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from monha import log
-from monha.journal import Journal, JournalRecord, write_flag
+from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
 from monha.plan import describe
@@ -38,21 +40,21 @@ class Executor:
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
 
     def _begin(
-        self, plan: tuple[Step, ...], kind: PlanKind, reason: str, old: str, new: str
+        self,
+        plan: tuple[Step, ...],
+        kind: PlanKind,
+        reason: str,
+        old: str,
+        new: str,
+        reason_code: str,
     ) -> JournalRecord:
-        record = self.journal.open_record() if kind is not PlanKind.FAILOVER else None
-        if record is not None and kind is PlanKind.SWITCHOVER:
+        record = self.journal.open_record() if kind is PlanKind.SWITCHOVER else None
+        if record is not None:
             # An operator re-running the same switchover finishes the one that stopped; any
             # other open record is not this plan's.
             same = (record.kind, record.old_primary, record.new_primary) == ("switchover", old, new)
-            record = record if same else None
-        if record is not None:
-            self.log.info(
-                f"{record.kind}_resumed",
-                failover_id=record.failover_id,
-                finished=sorted(record.finished_steps()),
-            )
-            return record
+            if same:
+                return self._resumed(record)
         record = JournalRecord(
             failover_id=time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
             kind="switchover" if kind is PlanKind.SWITCHOVER else "failover",
@@ -61,6 +63,8 @@ class Executor:
             new_primary=new,
             reason=reason,
             steps=[s.key for s in plan],
+            plan=[step_to_dict(s) for s in plan],
+            reason_code=reason_code,
         )
         self.journal.begin(record)
         self.log.info(
@@ -73,6 +77,18 @@ class Executor:
         )
         return record
 
+    def _resumed(self, record: JournalRecord) -> JournalRecord:
+        record.attempts += 1
+        record.next_attempt_at = None
+        self.journal.save(record)
+        self.log.info(
+            f"{record.kind}_resumed",
+            failover_id=record.failover_id,
+            attempt=record.attempts,
+            finished=sorted(record.finished_steps()),
+        )
+        return record
+
     async def run(
         self,
         plan: tuple[Step, ...],
@@ -81,11 +97,62 @@ class Executor:
         old: str,
         new: str,
         *,
+        reason_code: str = "",
         on_progress: Callable[[], None] = lambda: None,
     ) -> bool:
-        """Run (or resume) a failover or switchover plan. True when it ran to the end (for a
-        failover: the flag is written)."""
-        record = self._begin(plan, kind, reason, old, new)
+        """Start a failover or switchover plan (a switchover already open for the same nodes
+        is resumed instead). True when it ran to the end (for a failover: the flag is
+        written)."""
+        record = self._begin(plan, kind, reason, old, new, reason_code)
+        return await self._run(record, record.replay(), on_progress)
+
+    async def resume(self, *, on_progress: Callable[[], None] = lambda: None) -> bool:
+        """Replay the journal's open plan exactly as it was decided. False when it stopped
+        again, or when there is nothing to replay (the journal is closed or unreadable:
+        logged, the next tick's observation says which)."""
+        try:
+            record = self.journal.open_record()
+            plan = record.replay() if record is not None else ()
+        except RecordError as exc:
+            self.log.error("resume_refused", detail=str(exc))
+            return False
+        if record is None:
+            self.log.warning("resume_found_nothing", journal=str(self.journal.path))
+            return False
+        return await self._run(self._resumed(record), plan, on_progress)
+
+    def abandon(self, reason: str) -> bool:
+        """Close the open plan without running any more of it (it changed nothing yet)."""
+        try:
+            record = self.journal.open_record()
+        except RecordError as exc:
+            self.log.error("abandon_refused", detail=str(exc))
+            return False
+        if record is None or record.committed:
+            return False
+        record.outcome = "abandoned"
+        record.data["abandoned"] = reason
+        self.journal.finish(record)
+        counter = (
+            self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
+        )
+        counter.labels("abandoned").inc()
+        self.log.warning(f"{record.kind}_abandoned", failover_id=record.failover_id, reason=reason)
+        return True
+
+    def stopped(self, next_attempt_at: float | None) -> None:
+        """Note in the open record when the next attempt is due (for status readers)."""
+        try:
+            record = self.journal.open_record()
+        except RecordError:
+            return
+        if record is not None:
+            record.next_attempt_at = next_attempt_at
+            self.journal.save(record)
+
+    async def _run(
+        self, record: JournalRecord, plan: tuple[Step, ...], on_progress: Callable[[], None]
+    ) -> bool:
         counter = (
             self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
         )
@@ -107,7 +174,10 @@ class Executor:
             if step.kind is StepKind.WRITE_FLAG:
                 outcome = self._write_flag(step, record)
             else:
-                outcome = await run_step(step, self.nodes, record.data)
+                try:
+                    outcome = await run_step(step, self.nodes, record.data)
+                except Exception as exc:  # run_step converts what it knows; nothing escapes
+                    outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
             duration = time.monotonic() - t0
             result = StepResult(
                 step=step.key,
@@ -148,6 +218,7 @@ class Executor:
                     detail=outcome.detail,
                 )
                 return False
+        record.outcome = "succeeded"
         self.journal.finish(record)
         total = time.time() - record.started_at
         counter.labels("succeeded").inc()

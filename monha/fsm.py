@@ -71,7 +71,13 @@ class Policy:
 
 # --- The transition table. -------------------------------------------------------------------
 
-H, S, F, D = State.HEALTHY, State.SUSPECT, State.FAILING_OVER, State.DONE_FLAGGED
+H, S, F, D, B = (
+    State.HEALTHY,
+    State.SUSPECT,
+    State.FAILING_OVER,
+    State.DONE_FLAGGED,
+    State.BLOCKED,
+)
 E, R, P = Event, ReasonCode, PlanKind
 
 
@@ -92,15 +98,23 @@ _HOLDS = (
     (E.HOLD_REPLICA_CONNECTED, R.HOLD_REPLICA_CONNECTED, "holding: the primary is not lost"),
     (E.HOLD_EVIDENCE_MISSING, R.HOLD_EVIDENCE_MISSING, "holding: no promotion without it"),
 )
-_IN_PROGRESS = (
-    "stay, because a failover plan is running or stopped unfinished: never a second plan; "
-    "a restarted daemon resumes it from the journal"
-)
 _CLEARED = "stay no longer: the completion flag was cleared, monitoring starts again from healthy"
+_BLOCKED = (
+    "blocked: nothing runs automatically until an operator resolves the journal "
+    "(`monha-ctl journal show`, then `monha-ctl journal discard`)"
+)
+_AFTER_FLAG = (
+    "stay, because a failover already finished in this flag cycle: an operator must look "
+    "at the journal before anything runs automatically"
+)
+# A journal's plan is never run by a table row's own plan: RESUME replays it as journaled.
+_JOURNAL_EVENTS = (E.FAILOVER_UNFINISHED, E.PLAN_RETRY_WAIT, E.PLAN_ABANDONED)
 
 
 def _watching(source: State) -> list[Row]:
-    """Rows shared by healthy and suspect: the states that watch the primary."""
+    """Rows shared by the states that watch the primary: healthy and suspect, and failing_over
+    or blocked once their journal is gone (closed, or discarded by an operator)."""
+    retrying = source is F
     return [
         Row(source, E.FLAG_PRESENT, D, P.NONE, R.FLAG_BLOCKS, _FLAG),
         Row(
@@ -109,7 +123,35 @@ def _watching(source: State) -> list[Row]:
             F,
             P.RESUME,
             R.FAILOVER_RESUMED,
-            "resuming it: the executor skips the steps the journal records as done",
+            "retrying it: the journal's plan is replayed as decided, skipping the steps it "
+            "records as done"
+            if retrying
+            else "resuming it: the journal's plan is replayed as decided, skipping the steps "
+            "it records as done",
+        ),
+        Row(
+            source,
+            E.PLAN_RETRY_WAIT,
+            F,
+            P.NONE,
+            R.FAILOVER_RETRY_WAIT,
+            "waiting for the next attempt (back-off); `monha-ctl failover --force` retries now",
+        ),
+        Row(
+            source,
+            E.PLAN_ABANDONED,
+            H,
+            P.ABANDON,
+            R.FAILOVER_ABANDONED,
+            "closing the plan unfinished (it changed no node); monitoring goes on",
+        ),
+        Row(
+            source,
+            E.JOURNAL_UNREADABLE,
+            B,
+            P.NONE,
+            R.JOURNAL_UNREADABLE,
+            "stay, because " + _BLOCKED[9:] if source is B else _BLOCKED,
         ),
         Row(
             source,
@@ -134,30 +176,25 @@ def _watching(source: State) -> list[Row]:
     ]
 
 
+def _failing_over() -> list[Row]:
+    rows = _watching(F)
+    done = Row(F, E.FLAG_PRESENT, D, P.NONE, R.FAILOVER_DONE, "the failover is done and " + _FLAG)
+    return [done if r.event is E.FLAG_PRESENT else r for r in rows]
+
+
 TABLE: tuple[Row, ...] = (
     *_watching(H),
     *_watching(S),
-    Row(F, E.FLAG_PRESENT, D, P.NONE, R.FAILOVER_DONE, "the failover is done and " + _FLAG),
-    *(
-        Row(F, ev, F, P.NONE, R.FAILOVER_IN_PROGRESS, _IN_PROGRESS)
-        for ev in Event
-        if ev is not E.FLAG_PRESENT
-    ),
+    *_failing_over(),
     Row(D, E.FLAG_PRESENT, D, P.NONE, R.FLAG_BLOCKS, "stay, because " + _FLAG),
-    Row(
-        D,
-        E.FAILOVER_UNFINISHED,
-        D,
-        P.NONE,
-        R.JOURNAL_AFTER_FLAG,
-        "stay, because a failover already finished in this flag cycle: an operator must look "
-        "at the journal before anything runs automatically",
-    ),
+    *(Row(D, ev, D, P.NONE, R.JOURNAL_AFTER_FLAG, _AFTER_FLAG) for ev in _JOURNAL_EVENTS),
+    Row(D, E.JOURNAL_UNREADABLE, B, P.NONE, R.JOURNAL_UNREADABLE, _BLOCKED),
     *(
         Row(D, ev, H, P.NONE, R.FLAG_CLEARED, _CLEARED)
         for ev in Event
-        if ev not in (E.FLAG_PRESENT, E.FAILOVER_UNFINISHED)
+        if ev not in (E.FLAG_PRESENT, E.JOURNAL_UNREADABLE, *_JOURNAL_EVENTS)
     ),
+    *_watching(B),
 )
 
 _BY_PAIR: dict[tuple[State, Event], Row] = {(r.source, r.event): r for r in TABLE}
@@ -203,17 +240,43 @@ def failures_after(prior: int, obs: Observation) -> int:
     return prior + 1 if _down(obs.primary_mysql) else prior
 
 
-def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessment:
+# What a fresh look says about the primary that makes an open plan pointless, while that plan
+# changed no node yet: it answers, a witness still sees it, or a hold rule now applies.
+_PLAN_MOOT = frozenset(
+    {
+        E.PRIMARY_OK,
+        E.PRIMARY_ALIVE_ERROR,
+        E.PRIMARY_ALIVE_LOCALLY,
+        E.HOLD_ISOLATED,
+        E.HOLD_PARTITION,
+        E.HOLD_REPLICA_CONNECTED,
+    }
+)
+
+
+def assess(
+    obs: Observation,
+    policy: Policy,
+    prior_failures: int = 0,
+    *,
+    next_attempt_at: float | None = None,
+) -> Assessment:
     """The event this observation amounts to, with its evidence in words.
 
     `prior_failures` is the count of consecutive failed MySQL probes before this tick (kept in
     MonitorState); the threshold depends on it, the observation alone cannot say.
+    `next_attempt_at` is when a stopped plan may be retried (MonitorState's back-off).
+
+    An open plan in the journal is judged with a fresh look at the primary (the evidence is
+    re-checked before every attempt): once it changed a node (`plan_committed`), only finishing
+    it restores a primary, so it is resumed whenever its attempt is due; before that, it is
+    resumed only when the fresh look still fails the primary over, abandoned when the primary
+    answers again or a hold rule applies, and otherwise waits for the evidence.
     """
     n = failures_after(prior_failures, obs)
-    primary, m = obs.primary, obs.primary_mysql
 
-    def event(ev: Event, text: str, **kw: bool) -> Assessment:
-        return Assessment(ev, text, n, **kw)
+    def event(ev: Event, text: str) -> Assessment:
+        return Assessment(ev, text, n)
 
     if obs.flag_present:
         return event(E.FLAG_PRESENT, f"completion flag present ({policy.plan.flag_file or '?'})")
@@ -221,11 +284,46 @@ def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessm
     if obs.primary == obs.replica or not {obs.primary, obs.replica} <= known:
         return event(
             E.HOLD_EVIDENCE_MISSING,
-            f"the observation's roles (primary {primary}, replica {obs.replica}) are not the "
-            f"two configured nodes {', '.join(sorted(known))}",
+            f"the observation's roles (primary {obs.primary}, replica {obs.replica}) are not "
+            f"the two configured nodes {', '.join(sorted(known))}",
         )
-    if obs.journal_open:
-        return event(E.FAILOVER_UNFINISHED, "the journal shows a failover that did not finish")
+    if obs.journal_problem:
+        return event(E.JOURNAL_UNREADABLE, obs.journal_problem)
+    fresh = _assess_primary(obs, policy, n)
+    if not obs.journal_open:
+        return fresh
+    due = next_attempt_at is None or obs.at >= next_attempt_at
+    if obs.plan_committed:
+        if due:
+            return event(
+                E.FAILOVER_UNFINISHED,
+                "the journal holds a failover plan that already changed a node and did not finish",
+            )
+        return event(E.PLAN_RETRY_WAIT, f"the journal's failover plan stopped; {fresh.evidence}")
+    if fresh.event in _PLAN_MOOT:
+        return event(
+            E.PLAN_ABANDONED,
+            f"the journal holds a failover plan that changed no node yet, and now {fresh.evidence}",
+        )
+    if fresh.event is E.PRIMARY_LOST and due:
+        return event(
+            E.FAILOVER_UNFINISHED,
+            f"the journal holds a failover plan that did not finish, and still {fresh.evidence}",
+        )
+    return event(
+        E.PLAN_RETRY_WAIT,
+        f"the journal holds a failover plan that changed no node yet; re-checking the "
+        f"evidence before running it: {fresh.evidence}",
+    )
+
+
+def _assess_primary(obs: Observation, policy: Policy, n: int) -> Assessment:
+    """What the probes say of the primary, the journal aside (see `assess`)."""
+    primary, m = obs.primary, obs.primary_mysql
+
+    def event(ev: Event, text: str, **kw: bool) -> Assessment:
+        return Assessment(ev, text, n, **kw)
+
     if m.status is ProbeStatus.OK:
         return event(E.PRIMARY_OK, f"{primary}'s MySQL answered")
     if m.status is ProbeStatus.ALIVE_ERROR:
@@ -322,38 +420,39 @@ def assess(obs: Observation, policy: Policy, prior_failures: int = 0) -> Assessm
     )
 
 
-def classify(obs: Observation, policy: Policy, prior_failures: int = 0) -> Event:
-    """The event one observation amounts to (see `assess` for the evidence)."""
-    return assess(obs, policy, prior_failures).event
-
-
 # --- Decision. -------------------------------------------------------------------------------
 
 
 def _plan(row: Row, a: Assessment, obs: Observation, policy: Policy) -> tuple[Step, ...]:
-    if row.plan is P.NONE:
+    # RESUME and ABANDON carry no steps: the executor replays or closes the journal's plan.
+    if row.plan is not P.FAILOVER:
         return ()
-    ssh_ok = obs.primary_ssh.status is ProbeStatus.OK
-    if row.plan is P.RESUME:
-        # The journal should hold the plan that started; this rebuild is for the executor to
-        # match step keys against it. Fencing is then best effort only if the host is down.
-        host_down = _down(obs.primary_icmp) and _down(obs.primary_ssh)
-        return build_failover_plan(
-            policy.plan, obs.primary, obs.replica, ssh_reachable=ssh_ok, host_down=host_down
-        )
     return build_failover_plan(
         policy.plan,
         obs.primary,
         obs.replica,
-        ssh_reachable=ssh_ok,
+        ssh_reachable=obs.primary_ssh.status is ProbeStatus.OK,
         host_down=a.host_down,
         fence_required=a.fence_required,
     )
 
 
+# After a plan stopped at a failed step: wait this long before attempt n+1 (the last value
+# repeats). Hammering a failing step every tick helps nobody; giving up leaves no primary.
+RETRY_BACKOFF_S = (5.0, 10.0, 20.0, 60.0)
+
+
+def plan_stopped(state: MonitorState, at: float) -> MonitorState:
+    """The state after the plan stopped at a failed step at time `at`: one more attempt
+    counted, the next one due after the back-off. The journal stays open."""
+    attempts = state.plan_attempts + 1
+    wait = RETRY_BACKOFF_S[min(attempts, len(RETRY_BACKOFF_S)) - 1]
+    return replace(state, plan_attempts=attempts, next_attempt_at=at + wait)
+
+
 def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     """One tick: the next state, the plan (if any), and why. Pure: same inputs, same output."""
-    a = assess(obs, policy, state.consecutive_failures)
+    a = assess(obs, policy, state.consecutive_failures, next_attempt_at=state.next_attempt_at)
     row = row_for(state.state, a.event)
     plan = _plan(row, a, obs, policy)
     counting = row.target in (S, F) and a.failures > 0
@@ -361,7 +460,12 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     if counting:
         ongoing = state.consecutive_failures > 0 and state.first_failure_at is not None
         first = state.first_failure_at if ongoing else obs.at
-    started = obs.at if plan else state.failover_started_at
+    runs = row.plan in (P.FAILOVER, P.RESUME)
+    started = obs.at if row.plan is P.FAILOVER else state.failover_started_at
+    if row.plan is P.RESUME and started is None:
+        started = obs.at
+    # The back-off lives while the open plan does: a new plan, or leaving failing_over, resets it.
+    keep_retry = row.target is F and row.plan is not P.FAILOVER
     nxt = replace(
         state,
         state=row.target,
@@ -369,7 +473,8 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
         first_failure_at=first,
         since=state.since if row.target is state.state and state.since is not None else obs.at,
         failover_started_at=started if row.target in (F, D) else None,
-        last_event=a.event,
+        plan_attempts=state.plan_attempts if keep_retry else 0,
+        next_attempt_at=state.next_attempt_at if keep_retry and not runs else None,
     )
     return Decision(
         state=nxt,
@@ -377,7 +482,7 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
         reason_code=row.code,
         reason=f"{a.evidence}; {row.comment}",
         event=a.event,
-        plan_kind=row.plan if plan else P.NONE,
+        plan_kind=row.plan,
     )
 
 

@@ -1,7 +1,10 @@
 """Durable records on the standby's disk: the failover journal and the completion flag.
 
-The journal says which steps of a running failover have finished, so that a daemon killed in
-the middle re-reads it and finishes the plan without doing anything twice. The flag is the
+The journal holds the whole plan as it was decided (every step with its node, arguments,
+timeout and failure policy, and the evidence that started it), written before the first step
+runs, and which of its steps have finished: a daemon killed in the middle, or a plan stopped at
+a failed step, replays exactly that plan, never one rebuilt from a later observation (which
+could be weaker: fewer fence steps, softer policies), and does nothing twice. The flag is the
 failover's report; while it exists no automatic failover may start. Both are written
 atomically (temp file, fsync, rename, fsync of the directory): a crash leaves the old version
 or the new one, never half a file.
@@ -18,7 +21,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monha.model import StepResult
+from monha.model import OnFailure, Step, StepKind, StepResult
+
+JOURNAL_VERSION = 2
+
+# Steps whose success changes no node: a plan that ran only these can still be abandoned.
+_NO_EFFECT = {StepKind.CATCH_UP.value, StepKind.CHECK_HOT.value}
+
+# What resolves a journal the daemon cannot replay, for status lines and errors.
+DISCARD_HINT = "monha-ctl journal discard (it is kept as a .discarded file)"
 
 
 class RecordError(Exception):
@@ -64,6 +75,36 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def step_to_dict(step: Step) -> dict[str, Any]:
+    return {
+        "kind": step.kind.value,
+        "node": step.node,
+        "timeout_s": step.timeout_s,
+        "on_failure": step.on_failure.value,
+        "args": [list(a) for a in step.args],
+        "argv": list(step.argv),
+    }
+
+
+def step_from_dict(data: Any) -> Step:
+    """A journaled step; ValueError/TypeError/KeyError when it is not one."""
+    if not isinstance(data, dict):
+        raise TypeError(f"a step must be an object, not {type(data).__name__}")
+    args = tuple((str(k), str(v)) for k, v in data.get("args", []))
+    argv = tuple(str(a) for a in data.get("argv", []))
+    timeout = float(data["timeout_s"])
+    if not timeout > 0:
+        raise ValueError(f"timeout_s must be > 0, got {timeout}")
+    return Step(
+        StepKind(data["kind"]),
+        str(data["node"]),
+        timeout,
+        OnFailure(data["on_failure"]),
+        args,
+        argv,
+    )
+
+
 @dataclass(slots=True)
 class JournalRecord:
     """One failover (or switchover) in progress, as kept on disk."""
@@ -74,10 +115,49 @@ class JournalRecord:
     old_primary: str
     new_primary: str
     reason: str
-    steps: list[str]  # the plan's step keys, in order
+    steps: list[str]  # the plan's step keys, in order (for readers; `plan` is what runs)
     done: list[dict[str, Any]] = field(default_factory=list)  # StepResult dicts, in order
     data: dict[str, str] = field(default_factory=dict)  # facts gathered by steps (coordinates)
     finished: bool = False
+    plan: list[dict[str, Any]] = field(default_factory=list)  # the whole plan, step_to_dict
+    reason_code: str = ""  # the decision's code when it started
+    version: int = JOURNAL_VERSION
+    # How the record was closed: "succeeded", "abandoned", "rolled_back", or "" while open.
+    outcome: str = ""
+    attempts: int = 1  # runs of this plan (the first, then each retry or resume)
+    next_attempt_at: float | None = None  # after a stop: when the daemon tries again
+
+    def replay(self) -> tuple[Step, ...]:
+        """The plan exactly as it was decided. RecordError when it cannot be rebuilt."""
+        try:
+            return tuple(step_from_dict(s) for s in self.plan)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordError(f"the journal's plan cannot be read: {exc}") from exc
+
+    @property
+    def committed(self) -> bool:
+        """A step that changes a node has succeeded: only finishing the plan restores one
+        primary from here, so it is never abandoned."""
+        return any(
+            d.get("ok")
+            and not d.get("skipped")
+            and d.get("step", "").split("@")[0] not in _NO_EFFECT
+            for d in self.done
+        )
+
+    @property
+    def flag_written(self) -> bool:
+        return any(
+            d.get("ok") and str(d.get("step", "")).startswith(StepKind.WRITE_FLAG.value + "@")
+            for d in self.done
+        )
+
+    @property
+    def last_failure(self) -> dict[str, Any] | None:
+        """The failed step the plan stopped at, if it stopped at one."""
+        if self.done and not (self.done[-1].get("ok") or self.done[-1].get("skipped")):
+            return self.done[-1]
+        return None
 
     def finished_steps(self) -> set[str]:
         """Steps a resumed plan must not run again: every recorded step, except a failure that
@@ -95,9 +175,21 @@ class JournalRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> JournalRecord:
         try:
-            return cls(**data)
+            record = cls(**data)
         except TypeError as exc:
             raise RecordError(f"{source}: not a monha journal ({exc})") from exc
+        if not record.finished:
+            if record.version != JOURNAL_VERSION or not record.plan:
+                raise RecordError(
+                    f"{source}: an unfinished plan written by another monha version (journal "
+                    f"version {record.version}, {len(record.plan)} steps recorded): it cannot be "
+                    "replayed"
+                )
+            try:
+                record.replay()
+            except RecordError as exc:
+                raise RecordError(f"{source}: {exc}") from exc
+        return record
 
 
 class Journal:
@@ -111,9 +203,33 @@ class Journal:
         return None if data is None else JournalRecord.from_dict(data, self.path)
 
     def open_record(self) -> JournalRecord | None:
-        """The unfinished failover, if the daemon was stopped in the middle of one."""
+        """The unfinished plan, if the daemon was stopped in the middle of one (or the plan
+        stopped at a failed step).
+
+        A failover whose flag is recorded as written is finished, whatever the record says: a
+        crash between writing the flag and closing the journal must not leave a plan open
+        forever (every operator command would refuse). Such a record is closed here.
+        """
         record = self.load()
-        return record if record is not None and not record.finished else None
+        if record is None or record.finished:
+            return None
+        if record.flag_written:
+            record.outcome = record.outcome or "succeeded"
+            self.finish(record)
+            return None
+        return record
+
+    def discard(self, now: float) -> Path | None:
+        """Move the journal aside (an operator's decision); the path it now has, or None."""
+        if not self.path.exists():
+            return None
+        stamp = f"{now:.0f}"
+        target = self.path.with_name(f"{self.path.name}.{stamp}.discarded")
+        os.replace(self.path, target)
+        return target
+
+    def save(self, record: JournalRecord) -> None:
+        write_json_atomically(self.path, record.to_dict())
 
     def begin(self, record: JournalRecord) -> None:
         write_json_atomically(self.path, record.to_dict())

@@ -23,7 +23,7 @@ from monha import __version__
 from monha.model import ProbeResult, ReplicaStatus, State
 
 PROBES = ("mysql", "icmp", "ssh", "replica", "witness")
-FAILOVER_RESULTS = ("succeeded", "failed")
+FAILOVER_RESULTS = ("succeeded", "failed", "abandoned")
 
 
 class Metrics:

@@ -16,6 +16,9 @@ class State(StrEnum):
     SUSPECT = "suspect"
     FAILING_OVER = "failing_over"
     DONE_FLAGGED = "done_flagged"
+    # The journal exists but cannot be replayed (unreadable, or not a plan this monha can
+    # run): nothing runs automatically until an operator looks at it (status says how).
+    BLOCKED = "blocked"
 
 
 class ProbeStatus(StrEnum):
@@ -138,6 +141,11 @@ class Observation:
     # write_flag step is recorded done: a flag on disk with the journal still open must not
     # look like an unfinished failover once the operator clears the flag.
     journal_open: bool = False
+    # The open plan already changed a node (a fence, salvage or promote step recorded done):
+    # from then on only finishing it leads back to one primary, whatever the peer does.
+    plan_committed: bool = False
+    # Non-empty when the journal exists but cannot be replayed: what is wrong, naming the file.
+    journal_problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +182,12 @@ class Event(StrEnum):
     HOLD_PARTITION = "hold_partition"  # threshold reached, but a witness still sees the primary
     HOLD_REPLICA_CONNECTED = "hold_replica_connected"  # the replica still hears the primary
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"  # some evidence needed to decide is missing
+    # An open plan stopped at a failed step; its next attempt is not due yet (back-off).
+    PLAN_RETRY_WAIT = "plan_retry_wait"
+    # An open plan that changed nothing yet, while the primary answers again or a hold rule
+    # now applies: the plan is closed as abandoned, monitoring goes on.
+    PLAN_ABANDONED = "plan_abandoned"
+    JOURNAL_UNREADABLE = "journal_unreadable"  # the journal exists but cannot be replayed
 
 
 class ReasonCode(StrEnum):
@@ -195,15 +209,20 @@ class ReasonCode(StrEnum):
     HOLD_PARTITION = "hold_partition"
     HOLD_REPLICA_CONNECTED = "hold_replica_connected"
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"
+    FAILOVER_RETRY_WAIT = "failover_retry_wait"
+    FAILOVER_ABANDONED = "failover_abandoned"
+    JOURNAL_UNREADABLE = "journal_unreadable"
 
 
 class PlanKind(StrEnum):
-    """What a transition's plan is for. The executor treats RESUME as "skip what the journal
-    already records as done"."""
+    """What a transition's plan is for. RESUME carries no steps: the executor replays the plan
+    the journal holds, exactly as it was decided, skipping what it records as done. ABANDON
+    closes the journal's plan without running anything."""
 
     NONE = "none"
     FAILOVER = "failover"
     RESUME = "resume"
+    ABANDON = "abandon"
     SWITCHOVER = "switchover"  # planned, started by an operator; journaled, never flagged
 
 
@@ -272,7 +291,9 @@ class MonitorState:
     `consecutive_failures` counts failed MySQL probes of the primary in a row;
     `first_failure_at` is the observation time of the first of them (None when the count is 0);
     `since` is when the state was entered; `failover_started_at` is when the current failover's
-    plan was emitted (None outside failing_over/done_flagged).
+    plan was emitted (None outside failing_over/done_flagged). `plan_attempts` counts runs of
+    the open plan that stopped at a failed step; `next_attempt_at` is when the next may start
+    (the back-off of `fsm.plan_stopped`).
     """
 
     state: State = State.HEALTHY
@@ -280,7 +301,8 @@ class MonitorState:
     first_failure_at: float | None = None
     since: float | None = None
     failover_started_at: float | None = None
-    last_event: Event | None = None
+    plan_attempts: int = 0
+    next_attempt_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +316,3 @@ class Decision:
     reason: str
     event: Event
     plan_kind: PlanKind = PlanKind.NONE
-
-    @property
-    def starts_failover(self) -> bool:
-        return self.plan_kind in (PlanKind.FAILOVER, PlanKind.RESUME)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from monha import probes
 from monha.config import Config, Witness
-from monha.journal import Journal, RecordError, read_flag
+from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.model import Observation, ProbeResult, ProbeStatus
 from monha.mysql import Server, probe_alive
 from monha.runners import RunnerError, RunnerTimeout, SshRunner
@@ -90,14 +90,16 @@ class Observer:
             fixed, witnessed
         )
         witness_results = tuple(witnesses)
-        journal_open = False
+        journal_open, committed, problem = False, False, ""
         try:
             record = self.journal.open_record()
             # An unfinished switchover is the operator's to finish (`monha-ctl switchover`
             # resumes it): it must never make the state machine resume a *failover*.
             journal_open = record is not None and record.kind != "switchover"
-        except RecordError:
-            journal_open = True  # unreadable: treat as unfinished, so nothing starts afresh
+            committed = journal_open and record is not None and record.committed
+        except (RecordError, OSError) as exc:
+            # Unreadable: nothing may start afresh, nor be replayed; an operator must look.
+            problem = f"{exc}; resolve with {DISCARD_HINT}"
         return Observation(
             at=at,
             primary=peer.name,
@@ -110,6 +112,8 @@ class Observer:
             primary_local_mysql=local_mysql,
             flag_present=self.flag_present(),
             journal_open=journal_open,
+            plan_committed=committed,
+            journal_problem=problem,
         )
 
     async def _witness(self, w: Witness, timeout_s: float) -> ProbeResult:

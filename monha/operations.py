@@ -37,7 +37,15 @@ from monha import check, failback, log, probes
 from monha.check import Handles
 from monha.config import Config
 from monha.executor import Executor
-from monha.journal import Journal, JournalRecord, RecordError, clear_flag, read_flag, write_flag
+from monha.journal import (
+    DISCARD_HINT,
+    Journal,
+    JournalRecord,
+    RecordError,
+    clear_flag,
+    read_flag,
+    write_flag,
+)
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind
 from monha.mysql import MySQLError, probe_alive
@@ -223,10 +231,16 @@ class Operations:
             if not status.configured:
                 return refused(f"{me} is not a replica: it is the primary already")
             try:
-                if self.journal.open_record() is not None:
-                    return refused("a plan is unfinished in the journal: the daemon resumes it")
+                open_ = self.journal.open_record()
             except RecordError as exc:
-                return refused(str(exc))
+                return refused(f"{exc}; resolve with {DISCARD_HINT}")
+            if open_ is not None and open_.kind == "failover":
+                return await self._retry_now(open_)
+            if open_ is not None:
+                return refused(
+                    f"a {open_.kind} ({open_.failover_id}) is unfinished in the journal; "
+                    f"finish it first (`monha-ctl switchover --to {open_.new_primary}`)"
+                )
             peer_cfg = self.cfg.peer_of(me)
             pw = self.cfg.mysql.monitor_secret().get_secret_value()
             alive = await _mysql_answers(self.cfg, peer_cfg.address, peer_cfg.mysql_port, pw)
@@ -259,6 +273,48 @@ class Operations:
                     **answer,
                 )
             return {"ok": True, **answer}
+
+    async def _retry_now(self, record: JournalRecord) -> Answer:
+        """The operator's "now": replay the journal's stopped failover plan at once, exactly
+        as it was decided (never a new, possibly weaker, plan)."""
+        self.log.warning("failover_retry_requested", failover_id=record.failover_id)
+        plan = record.replay()
+        ok = await self.executor.resume(on_progress=self.on_progress)
+        after = self.journal.load()
+        assert after is not None
+        answer = _report(after, plan)
+        if not ok:
+            failed = after.done[-1] if after.done else {"step": "?", "detail": ""}
+            return refused(
+                f"the journal's failover stopped again at {failed['step']}: {failed['detail']}; "
+                "the daemon keeps retrying it",
+                **answer,
+            )
+        return {"ok": True, "retried": True, **answer}
+
+    # --- the journal ------------------------------------------------------------------------
+
+    async def journal_command(self, action: str) -> Answer:
+        """`show`: the journal as it is on disk. `discard`: move it aside (an operator's
+        decision, for a journal that cannot be replayed or a plan they finished by hand)."""
+        if action not in ("show", "discard"):
+            return refused(f"journal: unknown action {action!r} (show, discard)")
+        if action == "show":
+            try:
+                record = self.journal.load()
+            except RecordError as exc:
+                return {"ok": True, "path": str(self.journal.path), "error": str(exc)}
+            return {
+                "ok": True,
+                "path": str(self.journal.path),
+                "record": record.to_dict() if record else None,
+            }
+        if self.running is not None:
+            return refused(f"a {self.running} is running; try again when it ends")
+        async with self._exclusive("journal discard"):
+            moved = self.journal.discard(time.time())
+            self.log.warning("journal_discarded", moved_to=str(moved) if moved else None)
+            return {"ok": True, "path": str(self.journal.path), "moved_to": str(moved or "")}
 
     # --- rejoin -----------------------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import dataclasses
 import itertools
 import re
@@ -10,7 +12,7 @@ import pytest
 from unit_support import POLICY, ROOT, WITNESS, _obs, lost_obs, policy, probe, view, witness
 
 from monha import fsm
-from monha.fsm import TABLE, classify, decide
+from monha.fsm import TABLE, assess, decide
 from monha.model import (
     Decision,
     Event,
@@ -59,19 +61,22 @@ def test_every_state_event_pair_has_exactly_one_row() -> None:
 def test_every_row_is_sane(state: State, event: Event) -> None:
     row = fsm.row_for(state, event)
     assert row.comment
-    # Only healthy/suspect start plans; a failover plan only on primary_lost, resume only on an
-    # unfinished journal; every plan leads to failing_over.
+    # A failover plan only on primary_lost, a replay only on an unfinished journal, closing
+    # a plan unrun only on plan_abandoned; never a plan from done_flagged.
     if row.plan is not PlanKind.NONE:
-        assert state in (State.HEALTHY, State.SUSPECT)
-        assert row.target is State.FAILING_OVER
-        assert (event, row.plan) in {
-            (Event.PRIMARY_LOST, PlanKind.FAILOVER),
-            (Event.FAILOVER_UNFINISHED, PlanKind.RESUME),
+        assert state is not State.DONE_FLAGGED
+        assert (event, row.plan, row.target) in {
+            (Event.PRIMARY_LOST, PlanKind.FAILOVER, State.FAILING_OVER),
+            (Event.FAILOVER_UNFINISHED, PlanKind.RESUME, State.FAILING_OVER),
+            (Event.PLAN_ABANDONED, PlanKind.ABANDON, State.HEALTHY),
         }
     if event is Event.FLAG_PRESENT:
         assert row.target is State.DONE_FLAGGED and row.plan is PlanKind.NONE
-    if state is State.FAILING_OVER and event is not Event.FLAG_PRESENT:
-        assert row.target is State.FAILING_OVER and row.code is ReasonCode.FAILOVER_IN_PROGRESS
+    if event is Event.JOURNAL_UNREADABLE:
+        assert row.target is State.BLOCKED and row.plan is PlanKind.NONE
+    if event is Event.PLAN_RETRY_WAIT:
+        assert row.plan is PlanKind.NONE
+        assert row.target in (State.FAILING_OVER, State.DONE_FLAGGED)
 
 
 def test_the_doc_shows_exactly_the_table() -> None:
@@ -119,7 +124,7 @@ def test_below_threshold_is_suspect_and_says_so() -> None:
 
 
 def test_timeout_counts_as_failure() -> None:
-    assert classify(lost_obs(mysql=TIMEOUT), POLICY, 2) is Event.PRIMARY_LOST
+    assert assess(lost_obs(mysql=TIMEOUT), POLICY, 2).event is Event.PRIMARY_LOST
 
 
 @pytest.mark.parametrize("state", [MonitorState(), SUSPECT3])
@@ -196,12 +201,12 @@ def test_no_failover_when_no_witness_answers() -> None:
 
 
 def test_missing_witness_results_count_as_silence() -> None:
-    assert classify(lost_obs(witnesses=()), POLICY, 2) is Event.HOLD_ISOLATED
+    assert assess(lost_obs(witnesses=()), POLICY, 2).event is Event.HOLD_ISOLATED
 
 
 def test_results_of_unconfigured_witnesses_are_ignored() -> None:
     stranger = witness(name="somebody-else")
-    assert classify(lost_obs(witnesses=(stranger,)), POLICY, 2) is Event.HOLD_ISOLATED
+    assert assess(lost_obs(witnesses=(stranger,)), POLICY, 2).event is Event.HOLD_ISOLATED
 
 
 def test_one_answering_witness_is_enough() -> None:
@@ -259,7 +264,7 @@ def test_unclear_local_evidence_holds_and_names_it(replica_view: object, missing
 def test_unknown_node_names_hold() -> None:
     d = at_threshold(lost_obs(primary="node9"))
     assert d.reason_code is ReasonCode.HOLD_EVIDENCE_MISSING and "node9" in d.reason
-    assert classify(lost_obs(primary="node2"), POLICY, 2) is Event.HOLD_EVIDENCE_MISSING
+    assert assess(lost_obs(primary="node2"), POLICY, 2).event is Event.HOLD_EVIDENCE_MISSING
 
 
 # --- Without witnesses. ----------------------------------------------------------------------
@@ -315,13 +320,15 @@ def test_silent_witnesses_with_fence_policy_but_no_command_hold() -> None:
 # --- Failing over, resuming, and the flag cycle. ----------------------------------------------
 
 
-def test_failing_over_never_plans_again() -> None:
+def test_failing_over_with_an_open_journal_never_plans_anew() -> None:
     failing = MonitorState(State.FAILING_OVER, 3, 998.0, 1000.0, 1000.0)
-    for obs in (lost_obs(), _obs(), lost_obs(journal_open=True), _obs(mysql=ALIVE)):
-        d = decide(failing, obs, POLICY)
-        assert d.state.state is State.FAILING_OVER and not d.plan
-        assert d.reason_code is ReasonCode.FAILOVER_IN_PROGRESS
-        assert d.state.failover_started_at == 1000.0
+    for committed in (False, True):
+        for obs in (lost_obs(), _obs(), _obs(mysql=ALIVE)):
+            o = replace(obs, journal_open=True, plan_committed=committed)
+            d = decide(failing, o, POLICY)
+            assert d.plan_kind is not PlanKind.FAILOVER and not d.plan
+            if d.state.state is State.FAILING_OVER:
+                assert d.state.failover_started_at == 1000.0
 
 
 def test_the_flag_appearing_ends_the_failover() -> None:
@@ -332,13 +339,12 @@ def test_the_flag_appearing_ends_the_failover() -> None:
 
 
 @pytest.mark.parametrize("state", [MonitorState(), SUSPECT3])
-def test_an_open_journal_resumes_the_failover(state: MonitorState) -> None:
-    d = decide(state, _obs(journal_open=True), POLICY)
+def test_an_open_committed_journal_is_replayed_not_rebuilt(state: MonitorState) -> None:
+    # Issue 11, defect 1: the resumed plan is the journal's, never one rebuilt from a fresh
+    # observation (which could hold no fence step at all): the decision carries no steps.
+    d = decide(state, _obs(journal_open=True, plan_committed=True), POLICY)
     assert d.state.state is State.FAILING_OVER and d.plan_kind is PlanKind.RESUME
-    assert d.reason_code is ReasonCode.FAILOVER_RESUMED and d.plan
-    keys = [s.key for s in d.plan]
-    first = at_threshold(lost_obs()).plan
-    assert keys == [s.key for s in first]  # same keys: the journal can match them
+    assert d.reason_code is ReasonCode.FAILOVER_RESUMED and d.plan == ()
 
 
 def test_the_flag_beats_an_open_journal() -> None:

@@ -4,7 +4,9 @@
 - never a second failover plan before the flag was seen and then cleared;
 - a failover plan only with its evidence (threshold, a witness or none configured, no witness
   seeing the primary, this node's replica status read);
-- every plan interrupted after any prefix of steps converges: one promotion, one flag.
+- every plan interrupted after any prefix of steps converges: one promotion, one flag, and
+  the plan replayed is the journaled one, never a weaker rebuild;
+- an open plan that changed nothing is abandoned (never resumed) once the primary answers.
 """
 
 from __future__ import annotations
@@ -128,21 +130,29 @@ def test_random_sequences_keep_the_invariants(
         assert d == decide(state, obs, pol)  # pure
         row = row_for(state.state, d.event)
         assert (d.state.state, d.reason_code) == (row.target, row.code) and d.reason
-        assert bool(d.plan) == (d.plan_kind is not PlanKind.NONE)
+        assert bool(d.plan) == (d.plan_kind is PlanKind.FAILOVER)
         assert d.state.consecutive_failures >= 0
         if obs.flag_present:
             assert not d.plan, "a plan while the completion flag is present"
+            assert d.plan_kind is PlanKind.NONE
             flag_seen = True
         elif flag_seen:
             armed, flag_seen = True, False
+        elif not obs.journal_open and state.state is State.FAILING_OVER:
+            # A plan that left no journal (it could not be written, or an operator discarded
+            # it) never ran a step: starting afresh is no second failover.
+            armed = True
         event(f"plan: {d.plan_kind}")
         if d.plan_kind is PlanKind.FAILOVER:
             assert armed, "a second failover plan before the flag was cleared"
             assert _has_failover_evidence(obs, pol, state)
             armed = False
         elif d.plan_kind is PlanKind.RESUME:
-            assert obs.journal_open and state.state in (State.HEALTHY, State.SUSPECT)
+            assert obs.journal_open and not obs.flag_present
             armed = False
+        elif d.plan_kind is PlanKind.ABANDON:
+            assert obs.journal_open and not obs.plan_committed
+            assert d.state.state is State.HEALTHY
         state = d.state
 
 
@@ -159,9 +169,14 @@ def _replace_at(obs: Observation, at: float) -> Observation:
 class Executor:
     """Runs plan steps idempotently, keyed like a journal: a step recorded done is skipped."""
 
+    plan: tuple[Step, ...] = ()  # the plan as journaled when it started
     done: list[str] = field(default_factory=list)
     promotions: int = 0
     flags_written: int = 0
+
+    @property
+    def committed(self) -> bool:
+        return any(not k.startswith(("catch_up@", "check_hot@")) for k in self.done)
 
     def run(self, step: Step) -> None:
         if step.key in self.done:
@@ -187,7 +202,13 @@ class World(RuleBasedStateMachine):
 
     def _obs(self) -> Observation:
         base = lost_obs if self.dead else _obs
-        return base(at=self.at, flag_present=self.flag, journal_open=self.journal is not None)
+        j = self.journal
+        return base(
+            at=self.at,
+            flag_present=self.flag,
+            journal_open=j is not None,
+            plan_committed=j is not None and j.committed,
+        )
 
     @rule()
     def kill_primary(self) -> None:
@@ -202,15 +223,22 @@ class World(RuleBasedStateMachine):
         self.at += 1.0
         d: Decision = decide(self.state, self._obs(), POLICY)
         self.state = d.state
-        if d.plan:
+        if d.plan_kind is not PlanKind.NONE:
             assert not self.flag
             event(f"world plan: {d.plan_kind}")
-            if d.plan_kind is PlanKind.FAILOVER:
-                assert self.journal is None, "a new failover over an unfinished one"
-                self.cycle_failovers += 1
-                self.journal = Executor()
-            assert self.journal is not None
+        if d.plan_kind is PlanKind.FAILOVER:
+            assert self.journal is None, "a new failover over an unfinished one"
+            self.cycle_failovers += 1
+            self.journal = Executor(plan=d.plan)
             self.pending = list(d.plan)
+        elif d.plan_kind is PlanKind.RESUME:
+            assert self.journal is not None
+            self.pending = list(self.journal.plan)  # the journaled plan, as decided
+        elif d.plan_kind is PlanKind.ABANDON:
+            assert self.journal is not None and not self.journal.committed
+            assert self.journal.promotions == 0
+            self.journal, self.pending = None, []
+            self.cycle_failovers -= 1  # it never changed anything
 
     @rule(steps=st.integers(1, 12))
     def execute(self, steps: int) -> None:
@@ -263,16 +291,24 @@ def _failover_plan() -> tuple[MonitorState, tuple[Step, ...]]:
 @pytest.mark.parametrize("done", range(len(_failover_plan()[1])))
 def test_an_interrupted_failover_resumes_and_converges(done: int) -> None:
     _, plan = _failover_plan()
-    journal = Executor()
+    journal = Executor(plan=plan)
     for step in plan[:done]:
         journal.run(step)
-    # The daemon is killed; a new one starts from scratch and sees the open journal.
-    d = decide(MonitorState(), lost_obs(at=10.0, journal_open=True), POLICY)
+    # The daemon is killed; a new one starts from scratch and sees the open journal. Until
+    # the plan changed a node, the evidence is re-established first (the threshold again).
+    state = MonitorState()
+    for i in range(3):
+        obs = lost_obs(at=10.0 + i, journal_open=True, plan_committed=journal.committed)
+        d = decide(state, obs, POLICY)
+        state = d.state
+        assert d.plan_kind in (PlanKind.NONE, PlanKind.RESUME) and not d.plan
+        if d.plan_kind is PlanKind.RESUME:
+            break
     assert d.plan_kind is PlanKind.RESUME
-    assert [s.key for s in plan[:done]] == [s.key for s in d.plan[:done]]
-    for step in d.plan:
+    assert journal.committed or i == 2
+    for step in journal.plan:  # the executor replays the journaled plan
         journal.run(step)
     assert journal.promotions == 1 and journal.flags_written == 1
     assert journal.done == [s.key for s in plan]
-    final = decide(d.state, lost_obs(at=11.0, flag_present=True), POLICY)
+    final = decide(d.state, lost_obs(at=20.0, flag_present=True), POLICY)
     assert final.state.state is State.DONE_FLAGGED and not final.plan

@@ -7,8 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from monha.journal import Journal, JournalRecord, RecordError, read_flag, write_flag
-from monha.model import StepResult
+from monha.journal import (
+    Journal,
+    JournalRecord,
+    RecordError,
+    read_flag,
+    step_from_dict,
+    step_to_dict,
+    write_flag,
+)
+from monha.model import OnFailure, Step, StepKind, StepResult
+
+PLAN = (
+    Step(StepKind.FENCE_COMMAND, "node2", 30.0, OnFailure.STOP, (("target", "node1"),), ("ipmi",)),
+    Step(StepKind.CATCH_UP, "node2", 30.0, OnFailure.CONTINUE),
+    Step(StepKind.PROMOTE, "node2", 10.0),
+    Step(StepKind.WRITE_FLAG, "node2", 5.0, OnFailure.STOP, (("path", "/f"),)),
+)
 
 
 def record() -> JournalRecord:
@@ -20,7 +35,55 @@ def record() -> JournalRecord:
         new_primary="node2",
         reason="test",
         steps=["a", "b", "c"],
+        plan=[step_to_dict(s) for s in PLAN],
     )
+
+
+def test_the_whole_plan_is_journaled_and_replayed_exactly(tmp_path: Path) -> None:
+    # Issue 11, defect 1: node, arguments, argv, timeout and the failure policy all survive.
+    j = Journal(tmp_path / "journal.json")
+    j.begin(record())
+    assert j.open_record().replay() == PLAN  # type: ignore[union-attr]
+    assert step_from_dict(json.loads(json.dumps(step_to_dict(PLAN[0])))) == PLAN[0]
+
+
+def test_a_journal_closed_before_its_flag_was_noted_is_finished(tmp_path: Path) -> None:
+    # Issue 11, defect 7: a crash between recording write_flag and closing the journal must
+    # not leave it open forever (every operator command would refuse).
+    j = Journal(tmp_path / "journal.json")
+    r = record()
+    j.begin(r)
+    j.record_step(r, result("write_flag@node2", True))
+    assert j.open_record() is None
+    assert j.load().finished  # type: ignore[union-attr]
+
+
+def test_an_unfinished_journal_without_a_plan_cannot_be_replayed(tmp_path: Path) -> None:
+    # An older monha's journal (step keys only): refusing beats replaying a guess.
+    path = tmp_path / "journal.json"
+    old = {k: v for k, v in record().to_dict().items() if k not in ("plan", "version")}
+    path.write_text(json.dumps(old))
+    with pytest.raises(RecordError, match="cannot be replayed"):
+        Journal(path).open_record()
+    bad = record().to_dict()
+    bad["plan"][1]["on_failure"] = "maybe"
+    path.write_text(json.dumps(bad))
+    with pytest.raises(RecordError, match="plan cannot be read"):
+        Journal(path).open_record()
+
+
+def test_committed_means_a_step_changed_a_node(tmp_path: Path) -> None:
+    r = record()
+    r.done.append(_d("catch_up@node2"))
+    assert not r.committed
+    r.done.append(_d("fence_command@node2:x", ok=False))
+    assert not r.committed
+    r.done.append(_d("promote@node2"))
+    assert r.committed
+
+
+def _d(step: str, ok: bool = True) -> dict[str, object]:
+    return {"step": step, "ok": ok, "skipped": False}
 
 
 def result(step: str, ok: bool) -> StepResult:
