@@ -28,6 +28,9 @@ from monha.steps import Nodes, Outcome, run_step
 # cleanup) right after that step is journaled, so tests can prove a restart resumes the plan.
 FAILPOINT_ENV = "MONHA_FAILPOINT"
 FAILPOINT_EXIT = 137
+# Another test-only failpoint: with MONHA_FAIL_ONCE=STEP_KEY that step fails (without running)
+# the first time this process reaches it, so tests can prove a stopped plan is retried.
+FAIL_ONCE_ENV = "MONHA_FAIL_ONCE"
 
 
 class Executor:
@@ -38,6 +41,7 @@ class Executor:
         self.cluster = cluster
         self.log = log.get("monha.executor")
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
+        self.fail_once = os.environ.get(FAIL_ONCE_ENV, "")
 
     def _begin(
         self,
@@ -171,7 +175,10 @@ class Executor:
                 what=describe(step),
                 timeout_s=step.timeout_s,
             )
-            if step.kind is StepKind.WRITE_FLAG:
+            if self.fail_once and step.key == self.fail_once:
+                self.fail_once = ""
+                outcome = Outcome(False, f"failed on purpose ({FAIL_ONCE_ENV})")
+            elif step.kind is StepKind.WRITE_FLAG:
                 outcome = self._write_flag(step, record)
             else:
                 try:
