@@ -193,6 +193,7 @@ class Daemon:
     def _apply(self, cfg: Config, w: Wiring) -> None:
         self.cfg = cfg
         self.peers, self.observer, self.nodes = w.peers, w.observer, w.nodes
+        self.observer.clock = self.clock
         self.policy = fsm.Policy.from_config(cfg)
         self.journal = Journal(Path(cfg.failover.journal_file))
         self.executor = Executor(self.journal, self.nodes, self.metrics, cluster=cfg.cluster.name)

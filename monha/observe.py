@@ -10,7 +10,7 @@ import asyncio
 import errno
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +66,10 @@ class Observer:
         self.peers = peers
         self._password = monitor_password
         self.journal = Journal(Path(cfg.failover.journal_file))
+        self.clock: Callable[[], float] = time.time  # the daemon may set its own
 
     async def observe(self) -> Observation:
-        at = time.time()
+        at = self.clock()
         p = self.cfg.probe
 
         # No probe may outlast the tick: a dead host would otherwise stretch every tick to
@@ -79,7 +80,7 @@ class Observer:
         peer = self.peer
         fixed = asyncio.gather(
             self._mysql(bounded(p.mysql_timeout_s)),
-            probes.icmp(peer.address, bounded(p.icmp_timeout_s)),
+            self._icmp(peer.address, bounded(p.icmp_timeout_s)),
             self._ssh(bounded(p.ssh_timeout_s)),
             self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
         )
@@ -121,10 +122,10 @@ class Observer:
         over SSH, whether it gets a greeting from the primary's MySQL (`sees_primary`)."""
         runner = self.peers.witnesses.get(w.name)
         if runner is None:
-            r = await probes.icmp(w.address, timeout_s)
+            r = await self._icmp(w.address, timeout_s)
             return ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
         icmp, (ssh_ok, sees, how) = await asyncio.gather(
-            probes.icmp(w.address, timeout_s), self._witness_sees(runner, timeout_s)
+            self._icmp(w.address, timeout_s), self._witness_sees(runner, timeout_s)
         )
         answered = icmp.answered or ssh_ok
         status = ProbeStatus.OK if answered else icmp.status
@@ -153,6 +154,9 @@ class Observer:
         if result.exit_status == 0:
             return True, True, f"it reaches {peer.name}'s MySQL"
         return True, False, f"it does not reach {peer.name}'s MySQL (exit {result.exit_status})"
+
+    async def _icmp(self, address: str, timeout_s: float) -> ProbeResult:
+        return await probes.icmp(address, timeout_s)
 
     async def _mysql(self, timeout_s: float) -> ProbeResult:
         """The primary's MySQL, by several connections at once: the best answer counts."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dataclasses
 import itertools
 import re
+from dataclasses import replace
 
 import pytest
 from unit_support import POLICY, ROOT, WITNESS, _obs, lost_obs, policy, probe, view, witness
