@@ -211,6 +211,7 @@ class Operations:
         except MySQLError as exc:
             done.append(f"could NOT make {old} writable again: {exc}")
         record.data["rolled_back"] = "; ".join(done)
+        record.outcome = "rolled_back"
         self.journal.finish(record)
         self.log.warning("switchover_rolled_back", new_primary=new, old_primary=old, done=done)
         return done
