@@ -72,11 +72,22 @@ def _run(path: Path, node: str | None, log_format: str | None) -> int:
         return EX_CONFIG
     log.setup(log_format or cfg.log.format, cfg.log.level)  # type: ignore[arg-type]
     from monha.control import ControlError
-    from monha.daemon import Daemon, DaemonLockError  # imported late: check-config needs none
+    from monha.daemon import (  # imported late: check-config needs none
+        Daemon,
+        DaemonLock,
+        DaemonLockError,
+        lock_path,
+    )
     from monha.observe import IdentityError
 
+    lock = DaemonLock(lock_path(cfg))
     try:
-        daemon = Daemon(path, node=node)
+        lock.acquire()  # before anything else: a second daemon changes nothing
+    except DaemonLockError as exc:
+        print(f"monha: {exc}", file=sys.stderr)
+        return 1
+    try:
+        daemon = Daemon(path, node=node, lock=lock)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"monha: {path}: {line}", file=sys.stderr)

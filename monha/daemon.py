@@ -153,8 +153,10 @@ class Daemon:
         wiring: Callable[[Config, str], Wiring] = real_wiring,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        lock: DaemonLock | None = None,
     ) -> None:
         self.config_path = config_path
+        self.lock = lock  # already held by the caller (monha run takes it before building)
         self.wire = wiring
         self.clock = clock
         self.cfg: Config = load_config(config_path)
@@ -222,8 +224,9 @@ class Daemon:
     async def run(self) -> int:
         """Serve until shut down. DaemonLockError (before anything else happened) when
         another daemon runs for this cluster on this node."""
-        lock = DaemonLock(lock_path(self.cfg))
-        lock.acquire()
+        lock = self.lock or DaemonLock(lock_path(self.cfg))
+        if self.lock is None:
+            lock.acquire()
         try:
             return await self._serve()
         finally:
