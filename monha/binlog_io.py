@@ -4,13 +4,18 @@ SSH, apply its output here, and save what only the old primary has.
 Job: `salvage` (the plan's SALVAGE_BINLOG step) and `find_errant` (for `monha-ctl rejoin`,
 issue 5). Both read the old primary's binary logs by path from the configured index (its
 mysqld may be dead), run the server's own binlog tool there as an argv (each argument quoted
-by the SSH runner; no remote pipes or shells), bring the output back in memory (bounded), and
-let `monha.salvage` decide what to do with it.
+by the SSH runner; no remote pipes or shells), bring the output back in memory, and let
+`monha.salvage` decide what to do with it.
+
+The output is bounded while it is read, not afterwards: the runner stops the tool once it has
+printed more than `max_output_mib` (`CommandResult.truncated`), so a replica days behind costs
+that much memory and a clean "not salvaged", not gigabytes and an OOM-killed daemon.
 
 Must not: apply anything `monha.salvage` did not select (it never replays a partial
 transaction or anything the new primary already has), build a shell string, log (the
-executor logs the step's outcome), or raise on a salvage problem: every problem becomes a
-`SalvageReport` with ok=False and the reason, because the failover goes on without it.
+executor logs the step's outcome), or raise from `salvage`: every problem (a lost SSH
+connection, a failed tool, an unexpected error) becomes a `SalvageReport` with ok=False and the
+reason, because the failover goes on without it.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ class _Clock:
         return max(0.1, self.deadline - time.monotonic())
 
 
-async def _read_index(old: Runner, index: str, clock: _Clock) -> list[str]:
-    res = await old.run(["cat", index], clock.left())
+async def _read_index(old: Runner, index: str, clock: _Clock, max_bytes: int) -> list[str]:
+    res = await old.run(["cat", index], clock.left(), max_output_bytes=max_bytes)
+    if res.truncated:
+        raise SalvageError(f"the binlog index {index} is larger than {_mib(max_bytes)} MiB")
     if not res.ok:
         raise SalvageError(f"cannot read the binlog index {index}: {res.summary()}")
     files = parse_index(res.stdout.decode("utf-8", "replace"), index)
@@ -75,11 +82,15 @@ async def _run_tool(
     max_bytes: int,
     **flags: bool,
 ) -> tuple[Dump, CommandResult]:
-    res = await old.run(tool_argv(flavor, tool, start, files, **flags), clock.left())
+    argv = tool_argv(flavor, tool, start, files, **flags)
+    res = await old.run(argv, clock.left(), max_output_bytes=max_bytes)
     if res.timed_out:
         raise SalvageError(f"the binlog tool did not finish in time: {res.summary()}")
-    if len(res.stdout) > max_bytes:
-        raise SalvageError(f"the binlog tool printed more than {max_bytes // 2**20} MiB")
+    if res.truncated:
+        raise SalvageError(
+            f"the binlog tool's output exceeded max_output_mib ({_mib(max_bytes)} MiB); "
+            "it was stopped there and nothing was applied"
+        )
     if not res.ok and not (truncated_tail(res.stderr) and res.stdout):
         raise SalvageError(f"the binlog tool failed: {res.summary()}")
     dump = parse_dump(res.stdout)
@@ -89,6 +100,10 @@ async def _run_tool(
 
 def _name(path: str) -> str:
     return path.rsplit("/", 1)[-1]
+
+
+def _mib(n: int) -> int:
+    return n // 2**20
 
 
 async def salvage(
@@ -103,7 +118,38 @@ async def salvage(
     max_output_mib: int = 256,
 ) -> SalvageReport:
     """Apply to `new` (this node, still a replica) what the old primary's binary log holds
-    beyond what `new` applied. Never raises for a salvage problem.
+    beyond what `new` applied. Never raises (cancellation aside); see `_salvage`."""
+    try:
+        return await _salvage(
+            new,
+            local,
+            old,
+            binlog_index=binlog_index,
+            binlog_tool=binlog_tool,
+            apply_argv=apply_argv,
+            timeout_s=timeout_s,
+            max_output_mib=max_output_mib,
+        )
+    except Exception as exc:
+        # The expected problems are reported inside with what was learnt so far; this is the
+        # net for the rest (a bug, a driver error nobody foresaw): still a failed salvage, so
+        # the failover goes on.
+        text = f"unexpected {type(exc).__name__}: {exc}"
+        return SalvageReport(False, f"not salvaged: {text}", 0, {"salvage_error": text})
+
+
+async def _salvage(
+    new: Server,
+    local: Runner,
+    old: Runner,
+    *,
+    binlog_index: str,
+    binlog_tool: str,
+    apply_argv: list[str] | tuple[str, ...],
+    timeout_s: float,
+    max_output_mib: int,
+) -> SalvageReport:
+    """The salvage itself; every problem it expects becomes a SalvageReport with ok=False.
 
     Replication is stopped first, so the applier's position is final; salvaging from the
     position the SQL thread APPLIED (not the one the IO thread read) also recovers what sat
@@ -126,8 +172,8 @@ async def salvage(
             )
         flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
         target = parse_gtid_state(*await new.gtid_state(clock.left()))
-        files = files_from(await _read_index(old, binlog_index, clock), start.file)
         max_bytes = max_output_mib * 2**20
+        files = files_from(await _read_index(old, binlog_index, clock, max_bytes), start.file)
         dump, res = await _run_tool(
             old, flavor, binlog_tool, start.position, files, clock, max_bytes
         )
@@ -157,7 +203,13 @@ async def salvage(
     if not sel.transactions:
         data.update(salvaged_transactions="0", salvaged_events="0")
         return SalvageReport(not notes, "; ".join([sel.summary(), *notes]), 0, data)
-    applied = await local.run(list(apply_argv), clock.left(), input=sel.script)
+    try:
+        applied = await local.run(list(apply_argv), clock.left(), input=sel.script)
+        apply_error = "" if applied.ok else applied.summary()
+    except RunnerError as exc:
+        # The client could not run (or its connection broke midway): what reached the server
+        # is counted from its GTIDs below, like a client that failed.
+        apply_error = str(exc)
     try:
         after = parse_gtid_state(*await new.gtid_state(clock.left()))
     except MySQLError as exc:
@@ -169,19 +221,19 @@ async def salvage(
     done -= sel.already_present
     data.update(
         salvaged_transactions=str(max(done, 0)),
-        salvaged_events=str(sel.events if applied.ok else 0),
+        salvaged_events=str(0 if apply_error else sel.events),
         salvaged_first_gtid=sel.first_gtid,
         salvaged_last_gtid=sel.last_gtid,
         salvaged_to_file=_name(files[sel.end_file_index]),
         salvaged_to_pos=str(sel.end_pos),
         salvaged_to_gtid=sel.target_after,
     )
-    if not applied.ok:
-        data["salvage_error"] = f"applying failed: {applied.summary()}"
+    if apply_error:
+        data["salvage_error"] = f"applying failed: {apply_error}"
         data["salvaged_to_gtid"] = after.render()
         return SalvageReport(
             False,
-            f"applied {done} of {sel.transactions} transaction(s), then: {applied.summary()}",
+            f"applied {done} of {sel.transactions} transaction(s), then: {apply_error}",
             max(done, 0),
             data,
         )
@@ -256,8 +308,8 @@ async def find_errant(
         )
     try:
         flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
-        files = files_from(await _read_index(old_runner, binlog_index, clock), file)
         max_bytes = max_output_mib * 2**20
+        files = files_from(await _read_index(old_runner, binlog_index, clock, max_bytes), file)
         dump, _ = await _run_tool(
             old_runner, flavor, binlog_tool, int(pos), files, clock, max_bytes, verbose=True
         )
@@ -295,10 +347,15 @@ async def find_errant(
         # it in its own layout), only checked to have run to the end.
         argv = tool_argv(flavor, binlog_tool, first.at, files[first.file_index :], flashback=True)
         try:
-            fb_res = await old_runner.run(argv, clock.left())
+            fb_res = await old_runner.run(argv, clock.left(), max_output_bytes=max_bytes)
         except RunnerError as exc:
             raise ErrantError(f"saved {sql_path}, but the flashback failed: {exc}") from None
-        if not fb_res.ok or len(fb_res.stdout) > max_bytes:
+        if fb_res.truncated:
+            raise ErrantError(
+                f"saved {sql_path}, but the flashback printed more than max_output_mib "
+                f"({max_output_mib} MiB)"
+            )
+        if not fb_res.ok:
             raise ErrantError(f"saved {sql_path}, but the flashback failed: {fb_res.summary()}")
         fb_path = out_dir / f"errant-{stamp}.flashback.sql"
         _save(fb_path, fb_res.stdout)

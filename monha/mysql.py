@@ -6,7 +6,11 @@ replies into `model` values through `monha.dialect`.
 
 Must not: decide anything (whether to promote is the core's call), retry on its own (a retry is
 the next tick or the next plan step), log, or put a password into an exception, a log line or a
-statement string (passwords only ever travel as bound parameters or in the login handshake).
+statement string (passwords only ever travel as bound parameters or in the login handshake),
+or drop a healthy connection without saying goodbye: a connection closed without COM_QUIT
+counts in the server's Aborted_clients (and its error log, with log_warnings >= 2), and a
+probe every half second would make that counter useless to the DBA. `_quit` sends COM_QUIT,
+bounded; only a connection in an unknown state (after a timeout or error) is just closed.
 
 "Heard from the primary": MariaDB 10.11 has no column or status variable that says when the
 replica last received something (no Slave_last_heartbeat; 11.6 added Master_last_event_time).
@@ -136,6 +140,22 @@ async def _open(
             conn.close()
 
 
+# How long a goodbye may take: COM_QUIT is one small write, so this only matters when the
+# server stopped reading (then the connection is closed anyway).
+_QUIT_S = 0.5
+
+
+async def _quit(conn: aiomysql.Connection) -> None:
+    """Close a connection the polite way (COM_QUIT), falling back to a plain close."""
+    try:
+        async with asyncio.timeout(_QUIT_S):
+            await conn.ensure_closed()
+    except Exception:  # a failed goodbye changes nothing: the socket is closed below
+        pass
+    finally:
+        conn.close()  # idempotent; closes the socket if the goodbye did not get through
+
+
 async def probe_alive(
     host: str,
     port: int,
@@ -151,6 +171,7 @@ async def probe_alive(
     tgt = target or (unix_socket or f"{host}:{port}")
     start = time.monotonic()
     conn: aiomysql.Connection | None = None
+    clean = False  # the protocol is between commands: COM_QUIT may be sent
     try:
         async with asyncio.timeout(timeout_s):
             conn = await _open(
@@ -164,6 +185,7 @@ async def probe_alive(
             async with conn.cursor() as cur:
                 await cur.execute("SELECT 1")
                 row = await cur.fetchone()
+            clean = True
         latency = time.monotonic() - start
         if row is None or row[0] != 1:
             return ProbeResult(name, tgt, ProbeStatus.FAILED, latency, f"unexpected reply {row!r}")
@@ -187,7 +209,12 @@ async def probe_alive(
         return ProbeResult(name, tgt, status, latency, detail, code)
     finally:
         if conn is not None:
-            conn.close()
+            # After a timeout or cancellation the server may be mid-reply (or frozen): close
+            # at once, and never make a cancelled probe wait for a goodbye.
+            if clean:
+                await _quit(conn)
+            else:
+                conn.close()
 
 
 class Server:
@@ -228,7 +255,14 @@ class Server:
         return f"Server({self.describe()!r}, user={self._user!r})"
 
     async def close(self) -> None:
-        self._drop()
+        """Say goodbye (COM_QUIT) on the connection if there is one, then forget it.
+
+        Not under the lock: close must not wait behind a statement hung on a frozen server. A
+        statement still running is cut off, as a plain close would.
+        """
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.closed:
+            await _quit(conn)
 
     def _drop(self) -> None:
         # The protocol state of an interrupted connection is unknown: never reuse it.

@@ -10,7 +10,14 @@ literal word); trust an unknown or changed host key; retry a command that may ha
 (only a session that could not even be opened is retried, once, on a fresh connection); log.
 
 "Could not run at all" (no such program, SSH unreachable, host key refused) raises
-`RunnerError`; everything after the command started is a `CommandResult`.
+`RunnerError`; so does an SSH connection lost while the command ran (`RunnerLost`: the command
+may or may not have done its work, and the runner reconnects on the next call). Everything
+else after the command started is a `CommandResult`: no asyncssh error escapes `run`.
+
+Output is read as it arrives. `max_output_bytes` bounds what is kept of each stream: once
+stdout or stderr exceeds it the command is stopped and its result is marked `truncated`, so
+a command that prints gigabytes (a binlog dump of a replica days behind) costs at most the
+limit plus one read chunk of memory, not the whole output.
 """
 
 from __future__ import annotations
@@ -36,7 +43,9 @@ _READ_CHUNK = 65536
 
 @dataclass(frozen=True, slots=True)
 class CommandResult:
-    """How one command ended. `exit_status` is None when it was killed by the timeout.
+    """How one command ended. `exit_status` is None when it was killed by the timeout, or
+    stopped because it printed more than `max_output_bytes` (`truncated`: the output kept is
+    only its start, at most the limit plus one read chunk).
 
     Locally a command killed by a signal has a negative exit status (-signal number); over SSH
     such a command reports -1, as asyncssh does.
@@ -48,19 +57,24 @@ class CommandResult:
     stderr: bytes
     duration_s: float
     timed_out: bool = False
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.exit_status == 0 and not self.timed_out
+        return self.exit_status == 0 and not self.timed_out and not self.truncated
 
     def summary(self, limit: int = 200) -> str:
         """One line for a journal or log: how it ended and the start of stderr (or stdout)."""
-        how = (
-            f"timed out after {self.duration_s:.1f} s"
-            if self.timed_out
-            else f"exit {self.exit_status}"
-        )
-        text = (self.stderr or self.stdout).decode("utf-8", "replace").strip().replace("\n", " | ")
+        if self.timed_out:
+            how = f"timed out after {self.duration_s:.1f} s"
+        elif self.truncated:
+            size = max(len(self.stdout), len(self.stderr))
+            how = f"stopped after {size} bytes of output (over its limit)"
+        else:
+            how = f"exit {self.exit_status}"
+        # The start of a cut-off stdout is a fragment of some bulk output: not worth a line.
+        shown = self.stderr if self.truncated else (self.stderr or self.stdout)
+        text = shown.decode("utf-8", "replace").strip().replace("\n", " | ")
         return f"{how}: {text[:limit]}" if text else how
 
 
@@ -70,6 +84,14 @@ class RunnerError(Exception):
 
 class RunnerTimeout(RunnerError):
     """No connection or session could be opened within the time allowed."""
+
+
+class RunnerLost(RunnerError):
+    """The SSH connection broke while the command ran: it may or may not have done its work.
+
+    Unlike the other RunnerErrors the command may have started, so a caller must not assume
+    it did nothing; the broken connection is dropped and the next call connects afresh.
+    """
 
 
 class HostKeyError(RunnerError):
@@ -88,7 +110,12 @@ class Runner(Protocol):
     """Where a plan step's commands run."""
 
     async def run(
-        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+        self,
+        argv: Sequence[str],
+        timeout_s: float,
+        input: bytes | None = None,
+        *,
+        max_output_bytes: int | None = None,
     ) -> CommandResult: ...
 
     def describe(self) -> str: ...
@@ -109,9 +136,17 @@ def _check_argv(argv: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-async def _pump(stream: Any, buf: bytearray) -> None:
+async def _pump(stream: Any, buf: bytearray, limit: int | None) -> bool:
+    """Read `stream` into `buf` until EOF, or until `buf` holds more than `limit` bytes.
+
+    True when it stopped at the limit. Reading stops there, so the pipe (or the SSH window)
+    fills and the writer blocks instead of the output piling up in this process.
+    """
     while chunk := await stream.read(_READ_CHUNK):
         buf += chunk
+        if limit is not None and len(buf) > limit:
+            return True
+    return False
 
 
 async def _feed(stdin: Any, data: bytes | None) -> None:
@@ -139,7 +174,12 @@ class LocalRunner:
         return None
 
     async def run(
-        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+        self,
+        argv: Sequence[str],
+        timeout_s: float,
+        input: bytes | None = None,
+        *,
+        max_output_bytes: int | None = None,
     ) -> CommandResult:
         args = _check_argv(argv)
         start = time.monotonic()
@@ -154,11 +194,20 @@ class LocalRunner:
         except OSError as exc:
             raise RunnerError(f"cannot run {args[0]!r}: {exc.strerror or exc}") from None
         out, err = bytearray(), bytearray()
-        timed_out = False
+        timed_out = truncated = False
+
+        async def pump(stream: Any, buf: bytearray) -> None:
+            nonlocal truncated
+            if await _pump(stream, buf, max_output_bytes):
+                # Over the limit: end the whole group now. Its pipes then reach EOF, so the
+                # other stream's pump and proc.wait() finish at once.
+                truncated = True
+                _kill_group(proc.pid)
+
         try:
             async with asyncio.timeout(timeout_s):
                 await asyncio.gather(
-                    _pump(proc.stdout, out), _pump(proc.stderr, err), _feed(proc.stdin, input)
+                    pump(proc.stdout, out), pump(proc.stderr, err), _feed(proc.stdin, input)
                 )
                 await proc.wait()
         except TimeoutError:
@@ -172,11 +221,12 @@ class LocalRunner:
                         await proc.wait()  # reap it
         return CommandResult(
             args,
-            None if timed_out else proc.returncode,
+            None if timed_out or truncated else proc.returncode,
             bytes(out),
             bytes(err),
             time.monotonic() - start,
             timed_out,
+            truncated,
         )
 
 
@@ -270,14 +320,23 @@ class SshRunner:
             return "CHANGED: it does not match the key recorded"
         return "is UNKNOWN: no key is recorded for it"
 
-    async def _session(self, command: str) -> asyncssh.SSHClientProcess[bytes]:
+    def _forget(self, conn: asyncssh.SSHClientConnection) -> None:
+        """Drop a broken connection (unless another call has already replaced it)."""
+        if self._conn is conn:
+            self._conn = None
+        conn.abort()  # no orderly close over a connection that is gone
+
+    async def _session(
+        self, command: str
+    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
         async with self._lock:
             for attempt in (1, 2):
                 if self._conn is None or self._conn.is_closed():
                     self._conn = None
                     self._conn = await self._connect()
                 try:
-                    return await self._conn.create_process(command, encoding=None)
+                    conn = self._conn
+                    return conn, await conn.create_process(command, encoding=None)
                 except (
                     asyncssh.ChannelOpenError,
                     asyncssh.ConnectionLost,
@@ -293,7 +352,12 @@ class SshRunner:
             raise AssertionError("unreachable")
 
     async def run(
-        self, argv: Sequence[str], timeout_s: float, input: bytes | None = None
+        self,
+        argv: Sequence[str],
+        timeout_s: float,
+        input: bytes | None = None,
+        *,
+        max_output_bytes: int | None = None,
     ) -> CommandResult:
         args = _check_argv(argv)
         remote = (
@@ -304,23 +368,51 @@ class SshRunner:
         command = shlex.join(remote)
         start = time.monotonic()
         out, err = bytearray(), bytearray()
-        timed_out = False
+        timed_out = truncated = False
         proc: asyncssh.SSHClientProcess[bytes] | None = None
+
+        async def pump(stream: Any, buf: bytearray) -> None:
+            nonlocal truncated
+            if await _pump(stream, buf, max_output_bytes):
+                # Over the limit: close the channel. sshd then closes the command's pipes (it
+                # dies of SIGPIPE at its next write) and both readers see EOF.
+                truncated = True
+                assert proc is not None
+                proc.close()
+
         try:
             async with asyncio.timeout(timeout_s):
                 try:
-                    proc = await self._session(command)
+                    conn, proc = await self._session(command)
                 except (asyncssh.Error, OSError) as exc:
                     raise RunnerError(
                         f"{self.describe()}: cannot start a session: {_ssh_error(exc)}"
                     ) from None
-                stdin = proc.stdin if input is not None else None
-                if input is None:
-                    proc.stdin.write_eof()
-                await asyncio.gather(
-                    _pump(proc.stdout, out), _pump(proc.stderr, err), _feed_ssh(stdin, input)
-                )
-                await proc.wait()
+                lost = ""
+                try:
+                    stdin = proc.stdin if input is not None else None
+                    if input is None:
+                        proc.stdin.write_eof()
+                    await asyncio.gather(
+                        pump(proc.stdout, out), pump(proc.stderr, err), _feed_ssh(stdin, input)
+                    )
+                    if not truncated:
+                        await proc.wait()
+                        if proc.exit_status is None:
+                            # The channel closed without saying how the command ended (its
+                            # connection was closed on this side): that is a lost session too.
+                            lost = "the session closed without an exit status"
+                except (asyncssh.Error, OSError) as exc:
+                    lost = _ssh_error(exc)
+                if lost:
+                    # The session was open, so the command may have run (or be running still,
+                    # until the remote `timeout` wrapper ends it): say so, never retry it. The
+                    # connection is useless now; the next call opens a fresh one.
+                    self._forget(conn)
+                    raise RunnerLost(
+                        f"{self.describe()}: connection lost while running {args[0]!r} "
+                        f"(it may or may not have run): {lost}"
+                    )
         except TimeoutError:
             if proc is None:
                 # No session in time: the connection is as good as dead (a cut link leaves it
@@ -334,18 +426,19 @@ class SshRunner:
                 ) from None
             timed_out = True
         finally:
-            if proc is not None and (timed_out or proc.exit_status is None):
+            if proc is not None and (timed_out or truncated or proc.exit_status is None):
                 # Also on cancellation from outside. The remote `timeout` wrapper ends the
                 # command itself (see the class docstring).
                 proc.close()
         assert proc is not None
         return CommandResult(
             args,
-            None if timed_out else proc.exit_status,
+            None if timed_out or truncated else proc.exit_status,
             bytes(out),
             bytes(err),
             time.monotonic() - start,
             timed_out,
+            truncated,
         )
 
     async def reachable(self, timeout_s: float, *, name: str = "ssh") -> ProbeResult:

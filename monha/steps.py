@@ -4,12 +4,21 @@ Every step is idempotent, because a daemon killed mid-failover runs the rest of 
 after a restart: removing an absent VIP, adding a present one, promoting a primary, stopping a
 stopped service all succeed. Each step is bounded by its own timeout (the executor enforces it);
 commands are argv lists, run locally or quoted argument by argument over SSH.
+
+A step with several commands shares its timeout out between them (`_Budget`), so the last of
+them still runs, and the outcome says what happened, instead of the step's own timeout cutting
+everything off: `fence_mysql` gives read_only at most `_READ_ONLY_SHARE` of it and keeps the
+rest for the stop command; `vip_down` lists, deletes and checks again within it.
+
+Must not: raise. `run_step` turns every failure (and any unexpected exception) into a failed
+`Outcome`; only cancellation passes through.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,9 +68,27 @@ def _text(result: CommandResult) -> str:
     return (result.stderr or result.stdout).decode(errors="replace").strip()
 
 
-async def _run(nodes: Nodes, step: Step, argv: list[str] | tuple[str, ...]) -> CommandResult:
+class _Budget:
+    """What is left of one step's timeout, for the commands run one after another in it.
+
+    `left()` keeps a small margin back, so the step reports its own outcome before the outer
+    bound (`run_step`) cuts it off with a bare "timed out".
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.deadline = self._loop.time() + timeout_s
+        self._margin = min(0.5, timeout_s * 0.1)
+
+    def left(self) -> float:
+        return max(0.1, self.deadline - self._loop.time() - self._margin)
+
+
+async def _run(
+    nodes: Nodes, step: Step, argv: list[str] | tuple[str, ...], timeout_s: float | None = None
+) -> CommandResult:
     runner = nodes.runners[step.node]
-    return await runner.run(list(argv), step.timeout_s)
+    return await runner.run(list(argv), step.timeout_s if timeout_s is None else timeout_s)
 
 
 def _command_outcome(result: CommandResult, what: str) -> Outcome:
@@ -70,14 +97,104 @@ def _command_outcome(result: CommandResult, what: str) -> Outcome:
     return Outcome(False, f"{what}: {result.summary()}")
 
 
+@dataclass(frozen=True, slots=True)
+class IfAddress:
+    """One IPv4 address as `ip -o -4 addr show` lists it."""
+
+    address: str
+    prefix: int
+    label: str
+    secondary: bool = False
+    peer: str = ""  # "P/N" on a point-to-point address (then `prefix` is the peer's)
+
+    def del_argv(self, iface: str) -> list[str]:
+        """The `ip addr del` for exactly this address (its own prefix, its peer if any)."""
+        if self.peer:
+            return ["ip", "addr", "del", self.address, "peer", self.peer, "dev", iface]
+        return ["ip", "addr", "del", f"{self.address}/{self.prefix}", "dev", iface]
+
+    def __str__(self) -> str:
+        return f"{self.address}/{self.prefix} ({self.label})"
+
+
+def parse_ip_addr(text: str) -> list[IfAddress]:
+    """The IPv4 addresses in `ip -o -4 addr show` output; lines that are not one are skipped.
+
+    A line reads `2: eth0    inet 10.0.0.5/24 brd 10.0.0.255 scope global secondary eth0:1`,
+    then a backslash and `valid_lft forever preferred_lft forever`: iproute2 prints the label
+    last before the backslash that ends the address part (without -o, before the line break).
+    """
+    found = []
+    for line in text.splitlines():
+        words = line.split("\\", 1)[0].split()
+        if "inet" not in words:
+            continue
+        i = words.index("inet")
+        if i + 1 >= len(words):
+            continue
+        addr, _, prefix = words[i + 1].partition("/")
+        peer = words[i + 3] if i + 3 < len(words) and words[i + 2] == "peer" else ""
+        if peer and not prefix:  # `inet 10.0.0.1 peer 10.0.0.2/32`: the prefix is the peer's
+            prefix = peer.partition("/")[2]
+        try:
+            ipaddress.IPv4Address(addr)
+            bits = int(prefix) if prefix else 32
+        except ValueError:
+            continue
+        found.append(IfAddress(addr, bits, words[-1], "secondary" in words[i + 2 :], peer))
+    return found
+
+
+def _is(listed: IfAddress, address: str) -> bool:
+    try:
+        return ipaddress.IPv4Address(listed.address) == ipaddress.IPv4Address(address)
+    except ValueError:
+        return listed.address == address
+
+
+async def _list_vip(
+    nodes: Nodes, step: Step, iface: str, address: str, budget: _Budget
+) -> list[IfAddress] | Outcome:
+    argv = ["ip", "-o", "-4", "addr", "show", "dev", iface]
+    result = await _run(nodes, step, argv, budget.left())
+    if not result.ok:
+        return Outcome(False, f"listing the addresses of {iface}: {result.summary()}")
+    return [a for a in parse_ip_addr(result.stdout.decode(errors="replace")) if _is(a, address)]
+
+
 async def vip_down(step: Step, nodes: Nodes) -> Outcome:
-    vip = f"{step.arg('address')}/{step.arg('prefix')}"
-    result = await _run(nodes, step, ["ip", "addr", "del", vip, "dev", step.arg("interface")])
-    if result.ok:
-        return Outcome(True, f"removed {vip} from {step.arg('interface')}")
-    if any(text in _text(result) for text in _ABSENT):
-        return Outcome(True, f"{vip} was not on {step.arg('interface')}")
-    return Outcome(False, f"removing {vip}: {result.summary()}")
+    """Remove the VIP from the interface, whatever prefix it was added with, and check it left.
+
+    The configured prefix is not trusted: an MHA-era `ifconfig eth0:1 VIP` gives the address
+    its class prefix (/8, /16, /24), some scripts use /32, and `ip addr del VIP/other` fails
+    with the same "Cannot assign requested address" that an absent VIP gives. So the step
+    lists the interface, deletes each entry of the VIP with its own prefix, and lists again:
+    success only when the VIP is no longer there (an absent VIP is success, and says so).
+    """
+    address, iface = step.arg("address"), step.arg("interface")
+    budget = _Budget(step.timeout_s)
+    before = await _list_vip(nodes, step, iface, address, budget)
+    if isinstance(before, Outcome):
+        return before
+    if not before:
+        return Outcome(True, f"{address} was not on {iface}")
+    problems = []
+    for entry in before:
+        result = await _run(nodes, step, entry.del_argv(iface), budget.left())
+        # "Absent" here means someone else removed it meanwhile: the listing below decides.
+        if not result.ok and not any(text in _text(result) for text in _ABSENT):
+            problems.append(f"removing {entry}: {result.summary()}")
+    after = await _list_vip(nodes, step, iface, address, budget)
+    if isinstance(after, Outcome):
+        return Outcome(False, "; ".join([*problems, f"could not check: {after.detail}"]))
+    removed = ", ".join(str(e) for e in before)
+    if after:
+        still = ", ".join(str(e) for e in after)
+        return Outcome(False, "; ".join([f"{still} still on {iface}", *problems]))
+    note = ""
+    if any(e.prefix != int(step.arg("prefix") or 32) for e in before):
+        note = f" (configured prefix /{step.arg('prefix')})"
+    return Outcome(True, f"removed {removed} from {iface}{note}")
 
 
 async def vip_up(step: Step, nodes: Nodes) -> Outcome:
@@ -105,10 +222,14 @@ async def _start_arping(step: Step, nodes: Nodes, iface: str, count: int) -> str
     task = asyncio.get_running_loop().create_task(runner.run(argv, count + 5.0))
     nodes.background.add(task)
     task.add_done_callback(nodes.background.discard)
-    # A broken arping (wrong package, no such device) fails at once: report it if so.
+    # A broken arping (wrong package, no such device) fails at once: report it if so. The
+    # VIP is up by now, so a failed ARP is news for the detail, not a failed step.
     done, _ = await asyncio.wait({task}, timeout=0.3)
     if done:
-        result = task.result()
+        try:
+            result = task.result()
+        except RunnerError as exc:
+            return f"gratuitous ARP failed: {exc}"
         if not result.ok:
             return f"gratuitous ARP failed: {result.summary()}"
     return f"sending {count} gratuitous ARP (1/s)"
@@ -119,17 +240,39 @@ async def command_step(step: Step, nodes: Nodes) -> Outcome:
     return _command_outcome(await _run(nodes, step, step.argv), f"{step.kind} {name}")
 
 
+# fence_mysql: the share of the step's time that read_only may take when a stop command is
+# configured. A hung mysqld (SIGSTOPped, stuck in I/O) never answers; waiting the whole step
+# for it would leave no time to stop it, which is the one thing that fences it.
+_READ_ONLY_SHARE = 0.4
+
+
 async def fence_mysql(step: Step, nodes: Nodes) -> Outcome:
-    """read_only on the old primary; if its MySQL does not answer, stop it for good if we can."""
+    """read_only on the old primary; if its MySQL does not answer, stop it for good if we can.
+
+    With a stop command, read_only gets at most `_READ_ONLY_SHARE` of the step's time (at
+    least 1 s, but never more than half), and the stop command the rest.
+    """
     server = nodes.mysql[step.node]
+    budget = _Budget(step.timeout_s)
+    if step.argv:
+        read_only_s = min(max(1.0, step.timeout_s * _READ_ONLY_SHARE), step.timeout_s / 2)
+    else:
+        read_only_s = budget.left()  # nothing else to spend the time on
     try:
-        await server.set_read_only(True, step.timeout_s)
+        async with asyncio.timeout(read_only_s):
+            await server.set_read_only(True, read_only_s)
         return Outcome(True, f"read_only on at {server.describe()}")
+    except TimeoutError:
+        reason = f"{server.describe()}: no answer to read_only within {read_only_s:g} s"
     except MySQLError as exc:
         reason = str(exc)
     if step.argv:
-        result = await _run(nodes, step, step.argv)
-        return _command_outcome(result, f"MySQL did not answer ({reason}); stop command")
+        what = f"MySQL did not answer ({reason}); stop command {step.argv[0]}"
+        try:
+            result = await _run(nodes, step, step.argv, budget.left())
+        except RunnerError as exc:
+            return Outcome(False, f"{what} could not run: {exc}")
+        return _command_outcome(result, what)
     # Nothing to set: the server is down. If a supervisor restarts it writable, the re-fence
     # watch after the failover sets read_only then.
     return Outcome(False, f"MySQL did not answer ({reason}); no mysql.stop_command configured")
@@ -290,6 +433,11 @@ async def run_step(step: Step, nodes: Nodes, facts: Mapping[str, str] | None = N
         return Outcome(False, f"timed out after {step.timeout_s:g} s")
     except (MySQLError, RunnerError, OSError) as exc:
         return Outcome(False, f"{type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # A bug or an error nobody foresaw (a driver's, a parser's): still the step's failure,
+        # so the executor journals it and applies on_failure, instead of the daemon's tick
+        # dying mid-plan. CancelledError is a BaseException and passes through.
+        return Outcome(False, f"unexpected {type(exc).__name__}: {exc}")
 
 
 async def drain_background(nodes: Nodes, timeout_s: float) -> None:

@@ -92,6 +92,9 @@ class MariaDBPair:
                 "--no-defaults",
                 "--user=mysql",
                 f"--datadir={self.primary.datadir}",
+                # A private tmpdir: bootstraps running at once (two test runs side by side)
+                # crash in Aria's temporary tables when they share /tmp (seen on 10.11.19).
+                f"--tmpdir={self.root}",
                 "--auth-root-authentication-method=socket",
                 "--skip-test-db",
             ],
@@ -150,6 +153,7 @@ class MariaDBPair:
             "--no-defaults",
             "--user=mysql",
             f"--datadir={db.datadir}",
+            f"--tmpdir={self.root}",
             f"--socket={db.socket}",
             f"--pid-file={self.root / (db.name + '.pid')}",
             f"--port={db.port}",

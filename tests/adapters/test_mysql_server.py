@@ -67,6 +67,27 @@ async def test_probe_silent_listener_times_out(silent_listener: int) -> None:
     assert time.monotonic() - start < 1.5
 
 
+def _aborted_clients(mariadb: MariaDBPair) -> int:
+    # pymysql's close() sends COM_QUIT, so reading the counter does not move it.
+    rows = mariadb.primary.sql("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+    return int(str(rows[0][1]))
+
+
+async def test_probe_says_goodbye_no_aborted_clients(mariadb: MariaDBPair) -> None:
+    """Regression: every probe closed its socket without COM_QUIT, so the primary counted
+    about two Aborted_clients a second (one per probe) and logged each one."""
+    before = _aborted_clients(mariadb)
+    for _ in range(20):
+        r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
+        assert r.status is ProbeStatus.OK, r
+    server = _server(mariadb.primary.port)
+    assert await server.server_id() == 1
+    await server.close()  # a short-lived Server handle says goodbye too
+    # The server counts an abort when its connection thread notices the closed socket.
+    await asyncio.sleep(0.5)
+    assert _aborted_clients(mariadb) == before
+
+
 async def test_probe_over_unix_socket(mariadb: MariaDBPair) -> None:
     r = await probe_alive("", 0, "root", "", 2.0, unix_socket=str(mariadb.primary.socket))
     assert r.status is ProbeStatus.OK, r

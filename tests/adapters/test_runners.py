@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from monha.model import ProbeStatus
-from monha.runners import CommandResult, HostKeyError, LocalRunner, Runner, RunnerError, SshRunner
+from monha.runners import (
+    _READ_CHUNK,
+    CommandResult,
+    HostKeyError,
+    LocalRunner,
+    Runner,
+    RunnerError,
+    RunnerLost,
+    SshRunner,
+)
 from tests.adapters.sandbox import Sshd, _keypair
 
 pytestmark = [pytest.mark.adapter, pytest.mark.timeout(120)]
@@ -120,6 +129,27 @@ async def test_local_cancel_kills_the_command(tmp_path: Path) -> None:
     pid = int(pidfile.read_text())
     await asyncio.sleep(0.1)
     assert not _pid_alive(pid)
+
+
+MIB = 2**20
+
+
+async def test_local_output_over_the_limit_stops_the_command() -> None:
+    # Regression: output was read whole and checked afterwards (a salvage of a replica days
+    # behind pulled gigabytes into the daemon). Now reading stops at the limit.
+    start = time.monotonic()
+    res = await LocalRunner().run(["head", "-c", "200M", "/dev/zero"], 30, max_output_bytes=MIB)
+    assert res.truncated and not res.ok and res.exit_status is None and not res.timed_out
+    assert MIB < len(res.stdout) <= MIB + _READ_CHUNK
+    assert time.monotonic() - start < 5
+    assert "over its limit" in res.summary()
+    # stderr is bounded the same way; output under the limit is untouched.
+    err = await LocalRunner().run(
+        ["sh", "-c", "head -c 50M /dev/zero >&2"], 30, max_output_bytes=MIB
+    )
+    assert err.truncated and len(err.stderr) <= MIB + _READ_CHUNK
+    small = await LocalRunner().run(["echo", "hi"], 5, max_output_bytes=MIB)
+    assert small.ok and not small.truncated and small.stdout == b"hi\n"
 
 
 # --- SshRunner --------------------------------------------------------------------------------
@@ -253,3 +283,88 @@ async def test_ssh_silent_listener_times_out(silent_listener: int, sshd: Sshd) -
     probe = await r.reachable(2)
     assert probe.status is ProbeStatus.TIMEOUT, probe
     assert time.monotonic() - start < 2
+
+
+async def test_ssh_output_over_the_limit_stops_the_command(sshd: Sshd) -> None:
+    r = _ssh(sshd)
+    try:
+        start = time.monotonic()
+        res = await r.run(["head", "-c", "200M", "/dev/zero"], 30, max_output_bytes=MIB)
+        assert res.truncated and not res.ok and res.exit_status is None and not res.timed_out
+        assert MIB < len(res.stdout) <= MIB + _READ_CHUNK
+        assert time.monotonic() - start < 5
+        # The connection is fine for the next command.
+        again = await r.run(["echo", "ok"], 5, max_output_bytes=MIB)
+        assert again.ok and not again.truncated and again.stdout == b"ok\n"
+    finally:
+        await r.close()
+
+
+def _ancestors(pid: int) -> list[tuple[int, str]]:
+    """(pid, comm) of `pid` and its ancestors, nearest first."""
+    out = []
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            break
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        out.append((pid, comm))
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+async def test_ssh_connection_lost_mid_command_is_a_runner_error(sshd: Sshd) -> None:
+    """Regression: asyncssh.ConnectionLost escaped run() when the link broke mid-command.
+
+    The sshd process serving this connection is killed while `sleep` runs: run() must raise
+    RunnerError at once (not asyncssh's exception), and the next run() reconnects.
+    """
+    r = _ssh(sshd)
+    marker = f"30.{os.getpid()}3"  # this run's own sleep, even with another run beside it
+    try:
+        await r.run(["true"], 5)
+        task = asyncio.ensure_future(r.run(["sleep", marker], 20))
+        assert await _within(5, lambda: bool(_sleep_pids(marker)))
+        assert sshd.proc is not None
+        chain = _ancestors(_sleep_pids(marker)[0])
+        assert sshd.proc.pid in [pid for pid, _ in chain], "not our sandbox sshd's command"
+        serving = [
+            pid
+            for pid, comm in chain
+            if comm == "sshd" and pid != sshd.proc.pid  # never the listener itself
+        ]
+        assert serving, "no sshd process found serving the connection"
+        for pid in serving:
+            os.kill(pid, 9)
+        start = time.monotonic()
+        with pytest.raises(RunnerError) as err:
+            await asyncio.wait_for(task, 5)
+        assert time.monotonic() - start < 2
+        assert isinstance(err.value, RunnerLost)
+        assert "127.0.0.1" in str(err.value) and "may or may not have run" in str(err.value)
+        assert r._conn is None  # the broken connection was dropped
+        res = await r.run(["echo", "again"], 5)
+        assert res.ok and res.stdout == b"again\n"
+    finally:
+        await r.close()
+        for pid in _sleep_pids(marker):
+            os.kill(pid, 9)
+
+
+async def test_ssh_transport_aborted_mid_command_is_a_runner_error(sshd: Sshd) -> None:
+    r = _ssh(sshd)
+    marker = f"30.{os.getpid()}5"
+    try:
+        task = asyncio.ensure_future(r.run(["sleep", marker], 20))
+        assert await _within(5, lambda: bool(_sleep_pids(marker)))
+        assert r._conn is not None
+        r._conn.abort()
+        with pytest.raises(RunnerLost):
+            await asyncio.wait_for(task, 5)
+        probe = await r.reachable(3)
+        assert probe.status is ProbeStatus.OK, probe
+    finally:
+        await r.close()
+        for pid in _sleep_pids(marker):
+            os.kill(pid, 9)
