@@ -306,6 +306,9 @@ class Daemon:
             if problems:
                 raise ConfigError(problems)
             cfg.node(self.me)  # this node must still be in it
+            fixed = _fixed_at_start(self.cfg, cfg)
+            if fixed:
+                raise ConfigError([f"{key}: takes effect only at a restart" for key in fixed])
             wiring = self.wire(cfg, self.me)
         except ConfigError as exc:
             self.log.error("reload_refused", config=str(self.config_path), problems=exc.lines)
@@ -348,7 +351,7 @@ class Daemon:
                     except Exception:  # a metric must never end the daemon
                         self.log.exception("vip_export_failed")
                 if first:
-                    self.notifier.ready(f"{self.state.state}: {self._reason()}")
+                    self.notifier.status(f"{self.state.state}: {self._reason()}")
                     first = False
                 self.notifier.watchdog()
                 self.metrics.last_tick.set(time.time())
@@ -361,7 +364,12 @@ class Daemon:
 
     async def tick(self) -> None:
         obs = await self.observer.observe()
+        first = self.last_observation is None
         self.last_observation = obs
+        if first:
+            # READY after the first observation, before any plan it leads to: a failover
+            # resumed at start may run longer than the unit's start timeout.
+            self.notifier.ready(f"observing {obs.primary}")
         self._export(obs)
         self.role = await self._role(obs)
         self.metrics.local_role.state(self.role)
@@ -629,6 +637,18 @@ class Daemon:
             "operation_running": self.operations.running,
             "journal": _journal_summary(Path(self.cfg.failover.journal_file)),
         }
+
+
+def _fixed_at_start(old: Config, new: Config) -> list[str]:
+    """Keys a reload must not change: the journal, flag, lock and socket of a running daemon
+    (an open plan or a flag must never drop out of sight), and its cluster's name."""
+    pairs = {
+        "failover.journal_file": (old.failover.journal_file, new.failover.journal_file),
+        "failover.flag_file": (old.failover.flag_file, new.failover.flag_file),
+        "control.socket": (old.control.socket, new.control.socket),
+        "cluster.name": (old.cluster.name, new.cluster.name),
+    }
+    return [key for key, (a, b) in pairs.items() if a != b]
 
 
 def _journal_summary(path: Path) -> dict[str, Any] | None:

@@ -42,6 +42,9 @@ class Executor:
         self.log = log.get("monha.executor")
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
         self.fail_once = os.environ.get(FAIL_ONCE_ENV, "")
+        for env, value in ((FAILPOINT_ENV, self.failpoint), (FAIL_ONCE_ENV, self.fail_once)):
+            if value:
+                self.log.warning("test_failpoint_armed", env=env, step=value)
 
     def _begin(
         self,

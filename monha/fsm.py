@@ -305,6 +305,15 @@ def assess(
             E.PLAN_ABANDONED,
             f"the journal holds a failover plan that changed no node yet, and now {fresh.evidence}",
         )
+    if fresh.event is E.PRIMARY_LOST and fresh.host_down:
+        # Its steps on the old primary (fencing over SSH) can never run on a dead host, and a
+        # STOP among them would block the failover for good; nothing was changed yet, so a
+        # fresh decision (the next tick, with the failure count kept) is no weaker.
+        return event(
+            E.PLAN_ABANDONED,
+            f"the journal holds a failover plan that changed no node yet, and now "
+            f"{fresh.evidence}: deciding afresh",
+        )
     if fresh.event is E.PRIMARY_LOST and due:
         return event(
             E.FAILOVER_UNFINISHED,
@@ -455,7 +464,8 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     a = assess(obs, policy, state.consecutive_failures, next_attempt_at=state.next_attempt_at)
     row = row_for(state.state, a.event)
     plan = _plan(row, a, obs, policy)
-    counting = row.target in (S, F) and a.failures > 0
+    # An abandoned plan keeps the count: a primary still dead fails over on the next tick.
+    counting = (row.target in (S, F) or row.plan is P.ABANDON) and a.failures > 0
     first = None
     if counting:
         ongoing = state.consecutive_failures > 0 and state.first_failure_at is not None

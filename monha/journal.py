@@ -27,6 +27,16 @@ JOURNAL_VERSION = 2
 
 # Steps whose success changes no node: a plan that ran only these can still be abandoned.
 _NO_EFFECT = {StepKind.CATCH_UP.value, StepKind.CHECK_HOT.value}
+# Steps that may have changed a node even when they failed: a promote cut off after RESET
+# REPLICA, a fence command that powered the host off and then exited non-zero, a salvage that
+# applied part of what it read, a VIP or service brought up before a later error.
+_EFFECT_EVEN_IF_FAILED = {
+    StepKind.PROMOTE.value,
+    StepKind.FENCE_COMMAND.value,
+    StepKind.SALVAGE_BINLOG.value,
+    StepKind.VIP_UP.value,
+    StepKind.START_SERVICE.value,
+}
 
 # What resolves a journal the daemon cannot replay, for status lines and errors.
 DISCARD_HINT = "monha-ctl journal discard (it is kept as a .discarded file)"
@@ -136,14 +146,16 @@ class JournalRecord:
 
     @property
     def committed(self) -> bool:
-        """A step that changes a node has succeeded: only finishing the plan restores one
-        primary from here, so it is never abandoned."""
-        return any(
-            d.get("ok")
-            and not d.get("skipped")
-            and d.get("step", "").split("@")[0] not in _NO_EFFECT
-            for d in self.done
-        )
+        """A step that changes a node succeeded, or one that may have changed it ran at all:
+        only finishing the plan restores one primary from here, so it is never abandoned."""
+
+        def changed(d: dict[str, Any]) -> bool:
+            kind = str(d.get("step", "")).split("@")[0]
+            if d.get("skipped") or kind in _NO_EFFECT:
+                return False
+            return bool(d.get("ok")) or kind in _EFFECT_EVEN_IF_FAILED
+
+        return any(changed(d) for d in self.done)
 
     @property
     def flag_written(self) -> bool:
@@ -174,6 +186,8 @@ class JournalRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> JournalRecord:
+        # Records from before the plan was journaled carry no version: they are version 1.
+        data = {"version": 1, **data}
         try:
             record = cls(**data)
         except TypeError as exc:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -225,18 +226,20 @@ class Operations:
             return refused(f"a {self.running} is running; try again when it ends")
         async with self._exclusive("failover"):
             me, old = self.me, self.peer
-            try:
-                status = await self.nodes.mysql[me].replica_status(5.0)
-            except MySQLError as exc:
-                return refused(f"this node's MySQL does not answer: {exc}")
-            if not status.configured:
-                return refused(f"{me} is not a replica: it is the primary already")
+            # An open failover first: its promote may have run half-way (this node then no
+            # longer replicates), and replaying the journaled plan is the only way on.
             try:
                 open_ = self.journal.open_record()
             except RecordError as exc:
                 return refused(f"{exc}; resolve with {DISCARD_HINT}")
             if open_ is not None and open_.kind == "failover":
                 return await self._retry_now(open_)
+            try:
+                status = await self.nodes.mysql[me].replica_status(5.0)
+            except MySQLError as exc:
+                return refused(f"this node's MySQL does not answer: {exc}")
+            if not status.configured:
+                return refused(f"{me} is not a replica: it is the primary already")
             if open_ is not None:
                 return refused(
                     f"a {open_.kind} ({open_.failover_id}) is unfinished in the journal; "
@@ -268,9 +271,15 @@ class Operations:
             answer = _report(record, plan)
             if not ok:
                 failed = record.done[-1] if record.done else {"step": "?", "detail": ""}
+                flagged = _flag_exists(self.cfg)
+                then = (
+                    "while the completion flag is present the daemon does not retry it: run "
+                    "`monha-ctl failover --force` again once the step can succeed"
+                    if flagged
+                    else "the journal keeps it open and the daemon retries it"
+                )
                 return refused(
-                    f"failover stopped at {failed['step']}: {failed['detail']}; the journal "
-                    "keeps it open and the daemon resumes it",
+                    f"failover stopped at {failed['step']}: {failed['detail']}; {then}",
                     **answer,
                 )
             return {"ok": True, **answer}
@@ -493,6 +502,11 @@ class Operations:
             removed = clear_flag(Path(self.cfg.failover.flag_file))
             self.log.info("flag_cleared", removed=removed)
             return {"ok": True, "removed": removed}
+
+
+def _flag_exists(cfg: Config) -> bool:
+    # A stat of a local file: not worth a thread.
+    return os.path.exists(cfg.failover.flag_file)
 
 
 def _report(record: JournalRecord, plan: tuple[Step, ...]) -> Answer:

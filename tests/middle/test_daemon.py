@@ -313,14 +313,22 @@ async def test_a_good_reload_waits_for_a_command_and_closes_what_it_replaces(
     world = new_world()
     d, _ = make(cfg, world, label="old-")
     async with running(d):
-        text = cfg.read_text().replace('name = "middle"', 'name = "middle-2"')
+        text = cfg.read_text().replace("replica_silence_s = 2.0", "replica_silence_s = 2.5")
         cfg.write_text(text)
         async with d.busy:  # an operator command runs
             d._reload_requested = True
             await asyncio.sleep(0.3)
-            assert d.cfg.cluster.name == "middle"  # deferred
-        await until(lambda: d.cfg.cluster.name == "middle-2", "the reload")
+            assert d.cfg.probe.replica_silence_s == 2.0  # deferred
+        await until(lambda: d.cfg.probe.replica_silence_s == 2.5, "the reload")
+        assert d.policy.replica_silence_s == 2.5
         assert {"old-mysql:node1", "old-mysql:node2", "old-ssh:node1"} <= set(world.closed)
+        # The journal and the flag of a running daemon never move at a reload.
+        before = d.cfg
+        cfg.write_text(text.replace("journal.json", "elsewhere.json"))
+        d._reload_requested = True
+        await until(lambda: not d._reload_requested, "the reload")
+        await asyncio.sleep(0.2)
+        assert d.cfg is before
 
 
 # --- defect 7: journal states that used to block every operator command -----------------------
