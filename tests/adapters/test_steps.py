@@ -160,6 +160,8 @@ def netns() -> Iterator[str]:
     """A network namespace of this test's own with an interface d0 (nothing leaves it)."""
     require_root_and_binaries("ip")
     name = f"monha-t-vip-{os.getpid()}"
+    # `ip netns add` mounts /run/netns on itself the first time: leave the machine as it was.
+    netns_dir_existed = os.path.lexists("/run/netns")
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     require(made.returncode == 0, f"cannot create a network namespace: {made.stderr.strip()}")
     try:
@@ -172,6 +174,13 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        if not netns_dir_existed and not os.listdir("/run/netns"):
+            # A bind mount on itself is no mount point to os.path.ismount: ask mountpoint(1).
+            for _ in range(5):
+                if subprocess.run(["mountpoint", "-q", "/run/netns"], timeout=10).returncode:
+                    break
+                subprocess.run(["umount", "/run/netns"], capture_output=True, timeout=10)
+            os.rmdir("/run/netns")
 
 
 class _InNetns:
