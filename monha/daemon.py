@@ -91,6 +91,16 @@ class DaemonLock:
                 f"another monha daemon (pid {holder}) already runs for this cluster on this "
                 f"node: it holds {self.path}"
             ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            # The file was removed (or replaced) after we opened it: a lock on it would guard
+            # nothing that a second daemon opens by path. Try again on the file now there.
+            os.close(fd)
+            self.acquire()
+            return
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
@@ -298,6 +308,9 @@ class Daemon:
     async def _reload(self) -> None:
         """Load, validate and wire the new config; on any error keep the running one and say
         why. Called with the tick lock held: no plan and no command runs meanwhile."""
+        if self.operations.running is not None:
+            # A command holds (or waits for) the old wiring: reload when it has ended.
+            return
         self._reload_requested = False
         self.notifier.reloading()
         try:

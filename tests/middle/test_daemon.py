@@ -321,6 +321,15 @@ async def test_a_good_reload_waits_for_a_command_and_closes_what_it_replaces(
             assert d.cfg.probe.replica_silence_s == 2.0  # deferred
         await until(lambda: d.cfg.probe.replica_silence_s == 2.5, "the reload")
         assert d.policy.replica_silence_s == 2.5
+        # A command waiting for the tick lock holds the old wiring: the reload waits for it.
+        d.operations.running = "switchover"
+        cfg.write_text(text.replace("replica_silence_s = 2.5", "replica_silence_s = 3.0"))
+        d._reload_requested = True
+        await asyncio.sleep(0.3)
+        assert d.cfg.probe.replica_silence_s == 2.5 and d._reload_requested
+        d.operations.running = None
+        await until(lambda: d.cfg.probe.replica_silence_s == 3.0, "the deferred reload")
+        text = cfg.read_text()
         assert {"old-mysql:node1", "old-mysql:node2", "old-ssh:node1"} <= set(world.closed)
         # The journal and the flag of a running daemon never move at a reload.
         before = d.cfg
