@@ -415,7 +415,7 @@ class Daemon:
         journal's plan closed unrun. A plan that stopped gets its back-off from the core."""
         kind = decision.plan_kind
         if kind is PlanKind.ABANDON:
-            self.executor.abandon(decision.reason)
+            await self.executor.abandon(decision.reason)
             return
         if kind is PlanKind.FAILOVER:
             ok = await self.executor.run(

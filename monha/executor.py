@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from monha import log
 from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
-from monha.plan import describe
+from monha.plan import describe, restore_after_abandon
 from monha.steps import Nodes, Outcome, run_step
 
 # A test-only failpoint: with MONHA_FAILPOINT=STEP_KEY the daemon dies (as by SIGKILL, no
@@ -128,15 +129,35 @@ class Executor:
             return False
         return await self._run(self._resumed(record), plan, on_progress)
 
-    def abandon(self, reason: str) -> bool:
-        """Close the open plan without running any more of it (it changed nothing yet)."""
+    async def abandon(self, reason: str) -> bool:
+        """Close the open plan without running any more of it (it changed nothing yet), after
+        putting back what a failed fence step may have taken (`plan.restore_after_abandon`)."""
         try:
             record = self.journal.open_record()
+            plan = record.replay() if record is not None else ()
         except RecordError as exc:
             self.log.error("abandon_refused", detail=str(exc))
             return False
         if record is None or record.committed:
             return False
+        ran = {str(d.get("step")) for d in record.done}
+        for step in restore_after_abandon(plan, ran):
+            t0, started = time.monotonic(), time.time()
+            outcome = await run_step(step, self.nodes, record.data)
+            duration = round(time.monotonic() - t0, 3)
+            record.done.append(
+                asdict(
+                    StepResult(step.key, step.node, outcome.ok, started, duration, outcome.detail)
+                )
+            )
+            self.log.log(
+                20 if outcome.ok else 40,
+                "abandon_restored" if outcome.ok else "abandon_restore_failed",
+                failover_id=record.failover_id,
+                step=step.key,
+                duration_s=duration,
+                detail=outcome.detail,
+            )
         record.outcome = "abandoned"
         record.data["abandoned"] = reason
         self.journal.finish(record)

@@ -328,6 +328,28 @@ def build_switchover_plan(
     )
 
 
+def restore_after_abandon(plan: tuple[Step, ...], ran: set[str]) -> tuple[Step, ...]:
+    """What undoes a failed plan's possible effect on the old primary before it is abandoned.
+
+    A `vip_down` that failed may still have removed the VIP (the connection was lost after the
+    delete, or the check after it timed out); the primary answers again, so without this no
+    node would hold it. Putting it back is idempotent (a VIP still there stays) and CONTINUEs:
+    the re-fence and the next decision go on either way. `ran`: the step keys recorded.
+    """
+    arp = next((s.arg("arp_count") for s in plan if s.kind is StepKind.VIP_UP), "0")
+    return tuple(
+        Step(
+            StepKind.VIP_UP,
+            s.node,
+            s.timeout_s,
+            CONTINUE,
+            (*(a for a in s.args if a[0] != "arp_count"), ("arp_count", arp)),
+        )
+        for s in plan
+        if s.kind is StepKind.VIP_DOWN and s.key in ran
+    )
+
+
 def describe(step: Step) -> str:
     """One human line for a step, for `monha-ctl plan` and logs."""
     name = step.arg("name")

@@ -172,6 +172,28 @@ async def test_an_unrun_plan_is_abandoned_when_the_primary_answers_again(tmp_pat
     assert not (tmp_path / "failover.flag").exists()
 
 
+async def test_an_abandoned_plan_gives_back_a_vip_its_failed_fence_removed(
+    tmp_path: Path,
+) -> None:
+    # Review finding: vip_down deleted the VIP, then the connection was lost: the step failed,
+    # the plan changed nothing on record; abandoning it must not leave the VIP on no node.
+    cfg = write_config(tmp_path)
+    world = new_world()
+    world.node1.lose_after_delete = 1000
+    d, _ = make(cfg, world)
+    async with running(d):
+        world.node1.mysql_up = False
+        await until(lambda: d.state.plan_attempts >= 1, "a stopped plan")
+        assert world.vip_holders() == []
+        world.node1.lose_after_delete = 0
+        world.node1.mysql_up = True
+        await until(lambda: d.state.state.value == "healthy", "healthy again")
+    record = Journal(tmp_path / "journal.json").load()
+    assert record is not None and record.outcome == "abandoned"
+    assert any(x["step"] == "vip_up@node1" and x["ok"] for x in record.done)
+    assert world.vip_holders() == ["node1"] and world.node2.promotions == 0
+
+
 # --- defect 1: a resume replays the journaled plan, never a weaker rebuild --------------------
 
 

@@ -70,6 +70,7 @@ class FakeNode:
     fail: dict[str, int] = field(default_factory=dict)
     hang: dict[str, float] = field(default_factory=dict)
     lose_connection: int = 0  # the next N SSH commands lose their connection mid-way
+    lose_after_delete: int = 0  # the next N `ip addr del` do delete, then lose the connection
 
     def take(self, table: dict[str, int], key: str) -> bool:
         left = table.get(key, 0)
@@ -155,6 +156,9 @@ class FakeRunner:
                     args, 2, b"", b"RTNETLINK answers: Cannot assign requested address", 0.01
                 )
             n.vip.discard(address)
+            if self.remote and n.lose_after_delete > 0:
+                n.lose_after_delete -= 1
+                raise asyncssh.ConnectionLost("connection lost after the delete")
         elif name in ("zabbix-start", "zabbix-stop"):
             (n.services.add if name == "zabbix-start" else n.services.discard)("zabbix-server")
         return CommandResult(args, 0, out, b"", 0.01)

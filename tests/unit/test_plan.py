@@ -9,7 +9,13 @@ from unit_support import CONFIG, example_data
 
 from monha.config import parse_config
 from monha.model import OnFailure, Step, StepKind
-from monha.plan import PlanInputs, build_failover_plan, build_switchover_plan, describe
+from monha.plan import (
+    PlanInputs,
+    build_failover_plan,
+    build_switchover_plan,
+    describe,
+    restore_after_abandon,
+)
 
 K = StepKind
 INPUTS = PlanInputs.from_config(CONFIG)
@@ -217,3 +223,13 @@ def test_describe_gives_one_line_per_step() -> None:
     assert describe(failover()[0]) == (
         "node1: remove the VIP 192.168.10.10/24 (eth0:1) (timeout 5 s, stop on failure)"
     )
+
+
+def test_an_abandoned_plan_puts_back_only_the_vips_its_fence_touched() -> None:
+    plan = build_failover_plan(CONFIG, "node1", "node2", ssh_reachable=True)
+    down = next(s for s in plan if s.kind is StepKind.VIP_DOWN)
+    assert restore_after_abandon(plan, set()) == ()
+    (back,) = restore_after_abandon(plan, {down.key})
+    assert (back.kind, back.node, back.on_failure) == (StepKind.VIP_UP, "node1", OnFailure.CONTINUE)
+    assert back.arg("address") == down.arg("address") and back.arg("prefix") == down.arg("prefix")
+    assert back.arg("arp_count") == str(CONFIG.vip.arp_count)
