@@ -38,6 +38,7 @@ from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.metrics import Metrics
 from monha.model import (
     Decision,
+    Event,
     MonitorState,
     Observation,
     PlanKind,
@@ -415,7 +416,10 @@ class Daemon:
         journal's plan closed unrun. A plan that stopped gets its back-off from the core."""
         kind = decision.plan_kind
         if kind is PlanKind.ABANDON:
-            await self.executor.abandon(decision.reason)
+            # Put back what a failed fence took only when the primary is back in service,
+            # never right before a fresh failover (PLAN_SUPERSEDED).
+            restore = decision.event is Event.PLAN_ABANDONED
+            await self.executor.abandon(decision.reason, restore=restore)
             return
         if kind is PlanKind.FAILOVER:
             ok = await self.executor.run(

@@ -10,6 +10,7 @@ while it changed nothing and the primary answers again.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -22,6 +23,7 @@ from monha import log
 from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
+from monha.mysql import MySQLError
 from monha.plan import describe, restore_after_abandon
 from monha.steps import Nodes, Outcome, run_step
 
@@ -129,7 +131,7 @@ class Executor:
             return False
         return await self._run(self._resumed(record), plan, on_progress)
 
-    async def abandon(self, reason: str) -> bool:
+    async def abandon(self, reason: str, *, restore: bool = True) -> bool:
         """Close the open plan without running any more of it (it changed nothing yet), after
         putting back what a failed fence step may have taken (`plan.restore_after_abandon`)."""
         try:
@@ -141,7 +143,15 @@ class Executor:
         if record is None or record.committed:
             return False
         ran = {str(d.get("step")) for d in record.done}
-        for step in restore_after_abandon(plan, ran):
+        undo = restore_after_abandon(plan, ran) if restore else ()
+        if undo and not await self._still_as_decided(record):
+            self.log.warning(
+                "abandon_restore_skipped",
+                failover_id=record.failover_id,
+                detail="the roles changed since the plan was decided",
+            )
+            undo = ()
+        for step in undo:
             t0, started = time.monotonic(), time.time()
             outcome = await run_step(step, self.nodes, record.data)
             duration = round(time.monotonic() - t0, 3)
@@ -167,6 +177,19 @@ class Executor:
         counter.labels("abandoned").inc()
         self.log.warning(f"{record.kind}_abandoned", failover_id=record.failover_id, reason=reason)
         return True
+
+    async def _still_as_decided(self, record: JournalRecord) -> bool:
+        """The old primary still is one (writable, replicating from nobody) and the new one
+        still replicates: only then may a VIP go back to the old primary."""
+        old, new = self.nodes.mysql[record.old_primary], self.nodes.mysql[record.new_primary]
+        try:
+            async with asyncio.timeout(5.0):
+                old_status = await old.replica_status()
+                old_ro = await old.read_only()
+                new_status = await new.replica_status()
+        except (TimeoutError, MySQLError):
+            return False
+        return not old_status.configured and not old_ro and new_status.configured
 
     def stopped(self, next_attempt_at: float | None) -> None:
         """Note in the open record when the next attempt is due (for status readers)."""

@@ -108,7 +108,12 @@ _AFTER_FLAG = (
     "at the journal before anything runs automatically"
 )
 # A journal's plan is never run by a table row's own plan: RESUME replays it as journaled.
-_JOURNAL_EVENTS = (E.FAILOVER_UNFINISHED, E.PLAN_RETRY_WAIT, E.PLAN_ABANDONED)
+_JOURNAL_EVENTS = (
+    E.FAILOVER_UNFINISHED,
+    E.PLAN_RETRY_WAIT,
+    E.PLAN_ABANDONED,
+    E.PLAN_SUPERSEDED,
+)
 
 
 def _watching(source: State) -> list[Row]:
@@ -144,6 +149,14 @@ def _watching(source: State) -> list[Row]:
             P.ABANDON,
             R.FAILOVER_ABANDONED,
             "closing the plan unfinished (it changed no node); monitoring goes on",
+        ),
+        Row(
+            source,
+            E.PLAN_SUPERSEDED,
+            S,
+            P.ABANDON,
+            R.FAILOVER_SUPERSEDED,
+            "closing the plan unfinished (it changed no node); the next tick decides afresh",
         ),
         Row(
             source,
@@ -293,7 +306,10 @@ def assess(
     if not obs.journal_open:
         return fresh
     due = next_attempt_at is None or obs.at >= next_attempt_at
-    if obs.plan_committed:
+    local = obs.replica_view.status
+    # This node no longer replicates: a promote ran (perhaps cut off before it was recorded).
+    promoted_unrecorded = local is not None and not local.configured
+    if obs.plan_committed or promoted_unrecorded:
         if due:
             return event(
                 E.FAILOVER_UNFINISHED,
@@ -310,7 +326,7 @@ def assess(
         # STOP among them would block the failover for good; nothing was changed yet, so a
         # fresh decision (the next tick, with the failure count kept) is no weaker.
         return event(
-            E.PLAN_ABANDONED,
+            E.PLAN_SUPERSEDED,
             f"the journal holds a failover plan that changed no node yet, and now "
             f"{fresh.evidence}: deciding afresh",
         )

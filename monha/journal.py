@@ -28,11 +28,12 @@ JOURNAL_VERSION = 2
 # Steps whose success changes no node: a plan that ran only these can still be abandoned.
 _NO_EFFECT = {StepKind.CATCH_UP.value, StepKind.CHECK_HOT.value}
 # Steps that may have changed a node even when they failed: a promote cut off after RESET
-# REPLICA, a fence command that powered the host off and then exited non-zero, a salvage that
-# applied part of what it read, a VIP or service brought up before a later error.
+# REPLICA, a salvage that applied part of what it read, a VIP or service brought up before a
+# later error. (A failed fence command is not among them: if it powered the host off anyway,
+# the primary does not answer, and the plan is not abandoned; if the primary answers, the fence
+# took no effect, and abandoning it is right: retrying it later would fence a healthy primary.)
 _EFFECT_EVEN_IF_FAILED = {
     StepKind.PROMOTE.value,
-    StepKind.FENCE_COMMAND.value,
     StepKind.SALVAGE_BINLOG.value,
     StepKind.VIP_UP.value,
     StepKind.START_SERVICE.value,

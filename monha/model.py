@@ -187,6 +187,9 @@ class Event(StrEnum):
     # An open plan that changed nothing yet, while the primary answers again or a hold rule
     # now applies: the plan is closed as abandoned, monitoring goes on.
     PLAN_ABANDONED = "plan_abandoned"
+    # An open plan that changed nothing yet and can no longer run as journaled (the old
+    # primary's host is down: its SSH fence cannot run): closed, and decided afresh.
+    PLAN_SUPERSEDED = "plan_superseded"
     JOURNAL_UNREADABLE = "journal_unreadable"  # the journal exists but cannot be replayed
 
 
@@ -211,6 +214,7 @@ class ReasonCode(StrEnum):
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"
     FAILOVER_RETRY_WAIT = "failover_retry_wait"
     FAILOVER_ABANDONED = "failover_abandoned"
+    FAILOVER_SUPERSEDED = "failover_superseded"
     JOURNAL_UNREADABLE = "journal_unreadable"
 
 

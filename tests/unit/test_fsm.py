@@ -68,6 +68,7 @@ def test_every_row_is_sane(state: State, event: Event) -> None:
             (Event.PRIMARY_LOST, PlanKind.FAILOVER, State.FAILING_OVER),
             (Event.FAILOVER_UNFINISHED, PlanKind.RESUME, State.FAILING_OVER),
             (Event.PLAN_ABANDONED, PlanKind.ABANDON, State.HEALTHY),
+            (Event.PLAN_SUPERSEDED, PlanKind.ABANDON, State.SUSPECT),
         }
     if event is Event.FLAG_PRESENT:
         assert row.target is State.DONE_FLAGGED and row.plan is PlanKind.NONE
@@ -375,3 +376,27 @@ def test_fence_policy_follows_the_evidence() -> None:
 def test_policy_from_config_matches_the_config() -> None:
     assert POLICY.failures_before_failover == 3 and POLICY.witnesses == (WITNESS,)
     assert POLICY.witness_silent == "hold" and isinstance(POLICY.plan, PlanInputs)
+
+
+def test_a_failed_fence_command_is_abandoned_once_the_primary_answers() -> None:
+    # Review finding: retrying it later would power off a healthy primary.
+    failing = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, 995.0)
+    d = decide(failing, _obs(at=1000.0, journal_open=True, plan_committed=False), POLICY)
+    assert d.plan_kind is PlanKind.ABANDON and d.event is Event.PLAN_ABANDONED
+
+
+def test_a_plan_whose_old_host_died_is_superseded_keeping_the_count() -> None:
+    failing = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, 995.0)
+    dead = lost_obs(at=1000.0, icmp=TIMEOUT, ssh=TIMEOUT, journal_open=True)
+    d = decide(failing, dead, POLICY)
+    assert d.plan_kind is PlanKind.ABANDON and d.event is Event.PLAN_SUPERSEDED
+    nxt = decide(d.state, replace(dead, at=1001.0, journal_open=False), POLICY)
+    assert nxt.plan_kind is PlanKind.FAILOVER  # at once: the failure count was kept
+
+
+def test_a_promote_that_ran_unrecorded_is_resumed_not_waited_for() -> None:
+    # Review finding: killed mid-promote, this node no longer replicates; the fresh look holds
+    # ("not a replica"), but only finishing the plan gives the cluster its primary back.
+    gone = lost_obs(replica_view=view(configured=False), journal_open=True)
+    d = decide(MonitorState(), gone, POLICY)
+    assert d.plan_kind is PlanKind.RESUME
