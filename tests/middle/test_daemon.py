@@ -24,7 +24,7 @@ from monha import ctl, daemon, log
 from monha.config import load_config
 from monha.daemon import Daemon, DaemonLockError
 from monha.journal import Journal, JournalRecord, step_to_dict
-from monha.model import StepKind
+from monha.model import Step, StepKind
 from monha.plan import PlanInputs, build_failover_plan
 from tests.middle.world import Clock, World, new_world, read_json, wiring_for, write_config
 
@@ -199,21 +199,8 @@ async def test_an_abandoned_plan_gives_back_a_vip_its_failed_fence_removed(
 
 async def test_a_restarted_daemon_replays_the_journaled_fence_steps(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
-    plan = build_failover_plan(PlanInputs.from_config(cfg), "node1", "node2", ssh_reachable=True)
+    journal, record, plan = _journal_left_open(cfg_path, ssh_reachable=True)
     assert [s.kind for s in plan[:2]] == [StepKind.VIP_DOWN, StepKind.FENCE_MYSQL]
-    journal = Journal(tmp_path / "journal.json")
-    record = JournalRecord(
-        failover_id="t1",
-        kind="failover",
-        started_at=time.time(),
-        old_primary="node1",
-        new_primary="node2",
-        reason="test",
-        steps=[s.key for s in plan],
-        plan=[step_to_dict(s) for s in plan],
-    )
-    journal.begin(record)
     world = new_world()
     world.node1.vip.clear()  # the first daemon removed it, then died
     journal.record_step(record, _result("vip_down@node1"))
@@ -227,6 +214,28 @@ async def test_a_restarted_daemon_replays_the_journaled_fence_steps(tmp_path: Pa
     ran = [s["step"] for s in flag(cfg_path)["steps"]]
     assert "fence_mysql@node1" in ran and ran.count("vip_down@node1") == 1
     one_primary(world)
+
+
+def _journal_left_open(
+    cfg_path: Path, *, ssh_reachable: bool
+) -> tuple[Journal, JournalRecord, tuple[Step, ...]]:
+    """The journal a daemon that died mid-failover left behind, its plan begun."""
+    cfg = load_config(cfg_path)
+    inputs = PlanInputs.from_config(cfg)
+    plan = build_failover_plan(inputs, "node1", "node2", ssh_reachable=ssh_reachable)
+    journal = Journal(Path(cfg.failover.journal_file))
+    record = JournalRecord(
+        failover_id="left-open",
+        kind="failover",
+        started_at=time.time(),
+        old_primary="node1",
+        new_primary="node2",
+        reason="test",
+        steps=[s.key for s in plan],
+        plan=[step_to_dict(s) for s in plan],
+    )
+    journal.begin(record)
+    return journal, record, plan
 
 
 def _result(step: str) -> Any:
@@ -387,20 +396,7 @@ async def test_an_unreadable_journal_blocks_with_guidance_until_discarded(tmp_pa
 
 async def test_a_journal_whose_flag_was_written_is_closed_not_left_open(tmp_path: Path) -> None:
     cfg_path = write_config(tmp_path)
-    cfg = load_config(cfg_path)
-    plan = build_failover_plan(PlanInputs.from_config(cfg), "node1", "node2", ssh_reachable=False)
-    journal = Journal(tmp_path / "journal.json")
-    record = JournalRecord(
-        failover_id="t2",
-        kind="failover",
-        started_at=time.time(),
-        old_primary="node1",
-        new_primary="node2",
-        reason="test",
-        steps=[s.key for s in plan],
-        plan=[step_to_dict(s) for s in plan],
-    )
-    journal.begin(record)
+    journal, record, plan = _journal_left_open(cfg_path, ssh_reachable=False)
     for s in plan:
         journal.record_step(record, _result(s.key))  # the daemon died before finish()
     (tmp_path / "failover.flag").write_text(json.dumps({"new_primary": "node2"}))
