@@ -19,7 +19,7 @@ from monha.config import Config, Witness
 from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.model import Observation, ProbeResult, ProbeStatus
 from monha.mysql import Server, probe_alive
-from monha.runners import RunnerError, RunnerTimeout, SshRunner
+from monha.runners import Runner, RunnerError, RunnerTimeout, SshRunner
 
 
 class IdentityError(Exception):
@@ -118,42 +118,57 @@ class Observer:
         )
 
     async def _witness(self, w: Witness, timeout_s: float) -> ProbeResult:
-        """Whether the witness answers this node (ICMP, or SSH), and, for a witness reached
-        over SSH, whether it gets a greeting from the primary's MySQL (`sees_primary`)."""
+        """Whether the witness answers this node, and, for a witness asked over SSH, whether
+        it gets a greeting from the primary's MySQL (`sees_primary`).
+
+        A witness asked over SSH has three verdicts: it sees the primary; it checked and does
+        not see it; it could not check (SSH refused or too slow, a host key changed, no bash).
+        Only the second counts against the primary. The third counts as no answer at all, even
+        if the witness answered ICMP: a partition check silently reduced to a ping is how a cut
+        between the nodes becomes a failover without fencing.
+        """
         runner = self.peers.witnesses.get(w.name)
         if runner is None:
             r = await self._icmp(w.address, timeout_s)
             return ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
-        icmp, (ssh_ok, sees, how) = await asyncio.gather(
+        icmp, (sees, how) = await asyncio.gather(
             self._icmp(w.address, timeout_s), self._witness_sees(runner, timeout_s)
         )
-        answered = icmp.answered or ssh_ok
-        status = ProbeStatus.OK if answered else icmp.status
         detail = f"ICMP {icmp.status}; {how}"
-        return ProbeResult("witness", w.name, status, icmp.latency_s, detail, sees_primary=sees)
+        if sees is None:
+            return ProbeResult("witness", w.name, ProbeStatus.FAILED, icmp.latency_s, detail)
+        return ProbeResult(
+            "witness", w.name, ProbeStatus.OK, icmp.latency_s, detail, sees_primary=sees
+        )
 
-    async def _witness_sees(
-        self, runner: SshRunner, timeout_s: float
-    ) -> tuple[bool, bool | None, str]:
-        """(SSH answered, the witness got the primary's MySQL greeting, in words).
+    async def _witness_sees(self, runner: Runner, timeout_s: float) -> tuple[bool | None, str]:
+        """(the witness got the primary's MySQL greeting, in words); None: it could not check.
 
         A TCP connect alone is not enough: a frozen host's kernel completes handshakes. The
         witness must read the first byte MySQL sends (its greeting, or an error such as 1040,
         which also proves it alive). The script is constant; address and port are arguments.
+        The witness bounds the whole check itself (coreutils `timeout`): a connect to a dead
+        host hangs for TCP's retries, and must still end as "checked, no greeting" in time.
         """
         peer = self.peer
         wait = f"{max(0.1, timeout_s - 0.3):.1f}"
         script = 'exec 3<>"/dev/tcp/$0/$1" && read -r -t "$2" -n 1 -u 3 _'
-        argv = ["bash", "-c", script, peer.address, str(peer.mysql_port), wait]
+        argv = ["timeout", wait, "bash", "-c", script, peer.address, str(peer.mysql_port), wait]
         try:
             result = await runner.run(argv, timeout_s)
         except RunnerError as exc:
-            return False, None, f"not asked over SSH ({exc})"
+            return None, f"could not check over SSH ({exc})"
         if result.timed_out:
-            return False, None, "no answer over SSH in time"
+            return None, "could not check: no answer over SSH in time"
         if result.exit_status == 0:
-            return True, True, f"it reaches {peer.name}'s MySQL"
-        return True, False, f"it does not reach {peer.name}'s MySQL (exit {result.exit_status})"
+            return True, f"it reaches {peer.name}'s MySQL"
+        status = result.exit_status
+        # 1: the connect was refused or failed; 124: the witness's own bound hit (a dead host);
+        # above 128: bash's read timed out (a handshake but no greeting: a frozen host).
+        if status is not None and (status in (1, REMOTE_TIMEOUT_EXIT) or status > 128):
+            why = "refused or unreachable" if status == 1 else "no greeting in time"
+            return False, f"it does not reach {peer.name}'s MySQL ({why}, exit {status})"
+        return None, f"could not check over SSH ({result.summary()})"
 
     async def _icmp(self, address: str, timeout_s: float) -> ProbeResult:
         return await probes.icmp(address, timeout_s)
