@@ -652,7 +652,7 @@ class Daemon:
             "observation": asdict(obs) if obs else None,
             "flag": flag,
             "operation_running": self.operations.running,
-            "journal": _journal_summary(Path(self.cfg.failover.journal_file)),
+            "journal": _journal_summary(self.journal),
         }
 
 
@@ -668,13 +668,13 @@ def _fixed_at_start(old: Config, new: Config) -> list[str]:
     return [key for key, (a, b) in pairs.items() if a != b]
 
 
-def _journal_summary(path: Path) -> dict[str, Any] | None:
+def _journal_summary(journal: Journal) -> dict[str, Any] | None:
     """The last plan in the journal, in a few fields: for an open one, which step it stopped
     at, how often it ran, when it runs next and what an operator can do."""
     try:
-        record = Journal(path).load()
+        record = journal.load()
     except RecordError as exc:
-        return {"error": str(exc), "path": str(path), "resolve_with": DISCARD_HINT}
+        return {"error": str(exc), "path": str(journal.path), "resolve_with": DISCARD_HINT}
     if record is None:
         return None
     summary: dict[str, Any] = {

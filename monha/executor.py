@@ -15,9 +15,10 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import Counter
 
 from monha import log
 from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
@@ -120,28 +121,19 @@ class Executor:
         """Replay the journal's open plan exactly as it was decided. False when it stopped
         again, or when there is nothing to replay (the journal is closed or unreadable:
         logged, the next tick's observation says which)."""
-        try:
-            record = self.journal.open_record()
-            plan = record.replay() if record is not None else ()
-        except RecordError as exc:
-            self.log.error("resume_refused", detail=str(exc))
+        opened = self._open_plan("resume")
+        if opened is None:
             return False
-        if record is None:
-            self.log.warning("resume_found_nothing", journal=str(self.journal.path))
-            return False
+        record, plan = opened
         return await self._run(self._resumed(record), plan, on_progress)
 
     async def abandon(self, reason: str, *, restore: bool = True) -> bool:
         """Close the open plan without running any more of it (it changed nothing yet), after
         putting back what a failed fence step may have taken (`plan.restore_after_abandon`)."""
-        try:
-            record = self.journal.open_record()
-            plan = record.replay() if record is not None else ()
-        except RecordError as exc:
-            self.log.error("abandon_refused", detail=str(exc))
+        opened = self._open_plan("abandon")
+        if opened is None or opened[0].committed:
             return False
-        if record is None or record.committed:
-            return False
+        record, plan = opened
         ran = {str(d.get("step")) for d in record.done}
         undo = restore_after_abandon(plan, ran) if restore else ()
         if undo and not await self._still_as_decided(record):
@@ -151,30 +143,12 @@ class Executor:
                 detail="the roles changed since the plan was decided",
             )
             undo = ()
-        for step in undo:
-            t0, started = time.monotonic(), time.time()
-            outcome = await run_step(step, self.nodes, record.data)
-            duration = round(time.monotonic() - t0, 3)
-            record.done.append(
-                asdict(
-                    StepResult(step.key, step.node, outcome.ok, started, duration, outcome.detail)
-                )
-            )
-            self.log.log(
-                20 if outcome.ok else 40,
-                "abandon_restored" if outcome.ok else "abandon_restore_failed",
-                failover_id=record.failover_id,
-                step=step.key,
-                duration_s=duration,
-                detail=outcome.detail,
-            )
+        for index, step in enumerate(undo, start=len(plan)):
+            await self._step(index, step, record)  # CONTINUE steps: each is tried
         record.outcome = "abandoned"
         record.data["abandoned"] = reason
         self.journal.finish(record)
-        counter = (
-            self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
-        )
-        counter.labels("abandoned").inc()
+        self._counter(record).labels("abandoned").inc()
         self.log.warning(f"{record.kind}_abandoned", failover_id=record.failover_id, reason=reason)
         return True
 
@@ -191,6 +165,22 @@ class Executor:
             return False
         return not old_status.configured and not old_ro and new_status.configured
 
+    def _open_plan(self, what: str) -> tuple[JournalRecord, tuple[Step, ...]] | None:
+        """The open record and its journaled plan; None (logged) when there is none, or the
+        journal cannot be replayed."""
+        try:
+            record = self.journal.open_record()
+            if record is not None:
+                return record, record.replay()
+        except RecordError as exc:
+            self.log.error(f"{what}_refused", detail=str(exc))
+            return None
+        self.log.warning(f"{what}_found_nothing", journal=str(self.journal.path))
+        return None
+
+    def _counter(self, record: JournalRecord) -> Counter:
+        return self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
+
     def stopped(self, next_attempt_at: float | None) -> None:
         """Note in the open record when the next attempt is due (for status readers)."""
         try:
@@ -204,67 +194,17 @@ class Executor:
     async def _run(
         self, record: JournalRecord, plan: tuple[Step, ...], on_progress: Callable[[], None]
     ) -> bool:
-        counter = (
-            self.metrics.switchovers if record.kind == "switchover" else self.metrics.failovers
-        )
         done = record.finished_steps()
         for index, step in enumerate(plan):
             if step.key in done:
                 continue
-            started = time.time()
-            t0 = time.monotonic()
-            self.log.info(
-                "step_started",
-                failover_id=record.failover_id,
-                step=step.key,
-                index=index,
-                node=step.node,
-                what=describe(step),
-                timeout_s=step.timeout_s,
-            )
-            if self.fail_once and step.key == self.fail_once:
-                self.fail_once = ""
-                outcome = Outcome(False, f"failed on purpose ({FAIL_ONCE_ENV})")
-            elif step.kind is StepKind.WRITE_FLAG:
-                outcome = self._write_flag(step, record)
-            else:
-                try:
-                    outcome = await run_step(step, self.nodes, record.data)
-                except Exception as exc:  # run_step converts what it knows; nothing escapes
-                    outcome = Outcome(False, f"{type(exc).__name__}: {exc}")
-            duration = time.monotonic() - t0
-            result = StepResult(
-                step=step.key,
-                node=step.node,
-                ok=outcome.ok,
-                started_at=started,
-                duration_s=round(duration, 3),
-                detail=outcome.detail,
-                data=outcome.data,
-            )
-            self.journal.record_step(record, result)
+            outcome = await self._step(index, step, record)
             on_progress()
             if self.failpoint and step.key == self.failpoint:
                 self.log.warning("failpoint_reached", step=step.key)
                 os._exit(FAILPOINT_EXIT)
-            self.metrics.step_duration.labels(str(step.kind)).set(duration)
-            salvaged = outcome.data.get("salvaged_transactions", "")
-            if step.kind is StepKind.SALVAGE_BINLOG and salvaged.isdigit():
-                self.metrics.salvaged.inc(int(salvaged))
-            event = "step_finished" if outcome.ok else "step_failed"
-            self.log.log(
-                20 if outcome.ok else 40,
-                event,
-                failover_id=record.failover_id,
-                step=step.key,
-                node=step.node,
-                ok=outcome.ok,
-                duration_s=round(duration, 3),
-                detail=outcome.detail,
-                on_failure=str(step.on_failure),
-            )
             if not outcome.ok and step.on_failure is OnFailure.STOP:
-                counter.labels("failed").inc()
+                self._counter(record).labels("failed").inc()
                 self.log.error(
                     f"{record.kind}_stopped",
                     failover_id=record.failover_id,
@@ -275,7 +215,7 @@ class Executor:
         record.outcome = "succeeded"
         self.journal.finish(record)
         total = time.time() - record.started_at
-        counter.labels("succeeded").inc()
+        self._counter(record).labels("succeeded").inc()
         if record.kind == "failover":
             self.metrics.failover_duration.set(total)
             self.metrics.last_failover.set(time.time())
@@ -286,6 +226,55 @@ class Executor:
             new_primary=record.new_primary,
         )
         return True
+
+    async def _step(self, index: int, step: Step, record: JournalRecord) -> Outcome:
+        """Run one step: logged before and after with its duration and result, journaled
+        before the caller goes on."""
+        started = time.time()
+        t0 = time.monotonic()
+        self.log.info(
+            "step_started",
+            failover_id=record.failover_id,
+            step=step.key,
+            index=index,
+            node=step.node,
+            what=describe(step),
+            timeout_s=step.timeout_s,
+        )
+        if self.fail_once and step.key == self.fail_once:
+            self.fail_once = ""
+            outcome = Outcome(False, f"failed on purpose ({FAIL_ONCE_ENV})")
+        elif step.kind is StepKind.WRITE_FLAG:
+            outcome = self._write_flag(step, record)
+        else:
+            outcome = await run_step(step, self.nodes, record.data)  # never raises
+        duration = time.monotonic() - t0
+        result = StepResult(
+            step=step.key,
+            node=step.node,
+            ok=outcome.ok,
+            started_at=started,
+            duration_s=round(duration, 3),
+            detail=outcome.detail,
+            data=outcome.data,
+        )
+        self.journal.record_step(record, result)
+        self.metrics.step_duration.labels(str(step.kind)).set(duration)
+        salvaged = outcome.data.get("salvaged_transactions", "")
+        if step.kind is StepKind.SALVAGE_BINLOG and salvaged.isdigit():
+            self.metrics.salvaged.inc(int(salvaged))
+        self.log.log(
+            20 if outcome.ok else 40,
+            "step_finished" if outcome.ok else "step_failed",
+            failover_id=record.failover_id,
+            step=step.key,
+            node=step.node,
+            ok=outcome.ok,
+            duration_s=round(duration, 3),
+            detail=outcome.detail,
+            on_failure=str(step.on_failure),
+        )
+        return outcome
 
     def _write_flag(self, step: Step, record: JournalRecord) -> Outcome:
         path = Path(step.arg("path"))

@@ -178,8 +178,9 @@ class JournalRecord:
         retried. A failure the plan went on from is settled; repeating it out of order later
         would help nothing."""
         done = {d["step"] for d in self.done}
-        if self.done and not (self.done[-1].get("ok") or self.done[-1].get("skipped")):
-            done.discard(self.done[-1]["step"])
+        failed = self.last_failure
+        if failed is not None:
+            done.discard(failed["step"])
         return done
 
     def to_dict(self) -> dict[str, Any]:

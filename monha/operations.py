@@ -40,7 +40,6 @@ from monha.config import Config
 from monha.executor import Executor
 from monha.journal import (
     DISCARD_HINT,
-    Journal,
     JournalRecord,
     RecordError,
     clear_flag,
@@ -81,7 +80,7 @@ class Operations:
         self.busy = busy
         self.on_progress = on_progress
         self.inputs = PlanInputs.from_config(cfg)
-        self.journal = Journal(Path(cfg.failover.journal_file))
+        self.journal = executor.journal  # one Journal per daemon
         self.log = log.get("monha.operations")
         # The command running now, if any: one at a time, and `status` shows it.
         self.running: str | None = None
