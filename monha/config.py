@@ -145,6 +145,10 @@ class Ssh(Base):
     key_file: AbsPath
     known_hosts: AbsPath
     connect_timeout_s: Timeout = 3.0
+    # Put before every privileged command run on a node whose ssh_user is not root (the VIP,
+    # services, mysqld, the flag directory), e.g. ["sudo", "-n"]: -n makes a missing sudoers
+    # rule an error at once instead of a password prompt that waits forever.
+    privilege_prefix: Annotated[tuple[str, ...], Field(strict=False)] = ()
 
 
 class Vip(Base):
@@ -168,6 +172,9 @@ class Mysql(Base):
     local_socket: AbsPath | None = None
     connect_timeout_s: Timeout = 1.0
     heartbeat_period_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # slave_net_timeout set on the replica monha manages: a replica whose link was cut notices
+    # after this long (the server default, 60 s, leaves a second fault a minute to lose rows).
+    replica_net_timeout_s: Annotated[int, Field(ge=2, le=3600)] = 4
     # Stops the MySQL service for good on a node whose MySQL cannot take read_only (it is down
     # and its supervisor might bring it back writable). Optional.
     stop_command: Argv | None = None
@@ -212,6 +219,11 @@ class Probe(Base):
     # Connection attempts made at once per MySQL probe; one answer is enough. Two ride out a
     # lost SYN on a lossy link without waiting for TCP's one-second retransmission.
     mysql_attempts: Annotated[int, Field(ge=1, le=5)] = 2
+    # Stale-replica guard: no automatic promotion of a replica whose lag, last seen before the
+    # fault, exceeded this (failover --force overrides, and says what it skips).
+    max_lag_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    # "Host down" needs this many ICMP probes lost in a row (and SSH failing), not one ping.
+    host_down_icmp_losses: Annotated[int, Field(ge=1, le=100)] = 3
     # Run on the primary over SSH each tick: exit 0 means its MySQL answers locally, so a
     # failed probe from here is the network's fault. mysqladmin ping exits 0 even when access
     # is denied, so it needs no credentials.
@@ -246,6 +258,13 @@ class Failover(Base):
     # When witnesses are configured but none answers: "hold" (this node may be the isolated
     # one), or "fence": fail over only through a fence command that must succeed first.
     witness_silent: Literal["hold", "fence"] = "hold"
+    # An isolated primary steps down: a primary that heard neither its peer nor any witness for
+    # isolation_fence_s sets read_only, drops the VIP and stops its cold-standby services, before
+    # the standby can promote. "off": it keeps serving (the double fault of every witness down
+    # and the link cut, clients still reaching the primary, then keeps a primary). None: derived
+    # from the standby's detection time (check-config prints the value).
+    self_fence_on_isolation: Literal["on", "off"] = "on"
+    isolation_fence_s: Annotated[float, Field(gt=0, le=600)] | None = None
 
 
 class Fence(Base):

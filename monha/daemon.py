@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, fencing, fsm, handles, log
+from monha import __version__, check, fencing, fsm, handles, log, split_brain
 from monha.config import Config, ConfigError, check_config_file, load_config
 from monha.executor import Executor
 from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
@@ -502,7 +502,7 @@ class Daemon:
         facts = await fencing.peer_facts(
             self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=True
         )
-        why = fsm.peer_took_over(
+        why = split_brain.peer_took_over(
             obs.primary, holds_vip=facts.holds_vip, writable=facts.writable, flag=facts.flag
         )
         if why is None:

@@ -3,7 +3,7 @@ old primary fences itself when it learns its peer took over (split brain on two 
 
 Both look at the same facts about the peer (is its MySQL writable, does it hold the VIP, does
 it hold a completion flag) and run the same idempotent steps as a failover plan, so they
-cannot diverge from it. The rule that decides whether to self-fence is pure (fsm.peer_took_over).
+cannot diverge from it. The rules that decide whether to self-fence are pure (monha.split_brain).
 """
 
 from __future__ import annotations

@@ -28,9 +28,8 @@ fail over only if ALL of:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from monha.config import Config
 from monha.model import (
@@ -539,26 +538,3 @@ def markdown_table() -> str:
         for r in TABLE
     ]
     return "\n".join(out) + "\n"
-
-
-# --- Split brain: when a primary must fence itself. ------------------------------------------
-
-
-def peer_took_over(
-    peer: str, *, holds_vip: bool | None, writable: bool | None, flag: Mapping[str, Any] | None
-) -> str | None:
-    """Why this node, a primary, must fence itself now; None when it must not.
-
-    Either sign is enough: the peer holds a completion flag naming itself the new primary (it
-    failed over), or it holds the VIP (clients reach it, not us). A peer that is merely
-    writable, with neither, is no reason: with two writable nodes and no other sign, fencing
-    here could leave no primary at all, and restoring monitoring comes first.
-    """
-    if flag is not None and flag.get("new_primary") == peer:
-        return (
-            f"{peer} holds a completion flag naming it the new primary "
-            f"(failover {flag.get('failover_id', '?')})"
-        )
-    if holds_vip:
-        return f"{peer} holds the VIP" + (" and is writable" if writable else "")
-    return None

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from monha.fsm import peer_took_over
 from monha.model import ProbeResult, ProbeStatus
 from monha.observe import best
+from monha.split_brain import peer_took_over
 
 
 def test_a_flag_naming_the_peer_is_enough() -> None:
