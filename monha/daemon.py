@@ -25,15 +25,16 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, fencing, fsm, handles, log, split_brain
+from monha import __version__, check, cluster_files, fencing, fsm, handles, log
 from monha.config import Config, ConfigError, check_config_file, load_config
 from monha.executor import Executor
+from monha.guard import PrimaryGuard
 from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.metrics import Metrics
 from monha.model import (
@@ -187,7 +188,7 @@ class Daemon:
         self.last_observation: Observation | None = None
         self.role = "unknown"
         self.idle_primary = False
-        self.self_fenced_because: str | None = None
+        self.guard: PrimaryGuard | None = None
         self._reload_requested = False
         self._signals = 0
         # The last failing state of each probe that was logged: log changes, not repeats.
@@ -209,7 +210,19 @@ class Daemon:
         self.observer.clock = self.clock
         self.policy = fsm.Policy.from_config(cfg)
         self.journal = Journal(Path(cfg.failover.journal_file))
-        self.executor = Executor(self.journal, self.nodes, self.metrics, cluster=cfg.cluster.name)
+        self.executor = Executor(
+            self.journal,
+            self.nodes,
+            self.metrics,
+            cluster=cfg.cluster.name,
+            epoch_file=cluster_files.epoch_path(cfg.failover.flag_file),
+            peer_timeout_s=cfg.probe.ssh_timeout_s,
+        )
+        # What the guard learnt across ticks (silence, why it stepped down) outlives a reload.
+        if self.guard is None:
+            self.guard = PrimaryGuard(cfg, self.me, self.peers, self.nodes, self.policy.plan)
+        else:
+            self.guard.rewire(cfg, self.peers, self.nodes, self.policy.plan)
         self.operations = Operations(
             cfg,
             self.me,
@@ -385,6 +398,8 @@ class Daemon:
             # resumed at start may run longer than the unit's start timeout.
             self.notifier.ready(f"observing {obs.primary}")
         self._export(obs)
+        guard = self._guard()
+        guard.heard(obs)
         self.role = await self._role(obs)
         self.metrics.local_role.state(self.role)
         self.idle_primary = self.role in ("primary", "fenced") and not (
@@ -393,10 +408,24 @@ class Daemon:
         if self.idle_primary and self.role == "fenced":
             self.state = MonitorState(state=State.HEALTHY, since=self.state.since or obs.at)
             self.metrics.state.state(self.state.state.value)
+            await guard.as_fenced(obs)
             return
         if self.idle_primary:
-            await self._watch_peer_as_primary(obs)
+            if self.last_decision is None or self.state.state is not State.HEALTHY:
+                self.state = MonitorState(state=State.HEALTHY, since=obs.at)
+            self.metrics.state.state(self.state.state.value)
+            await guard.as_primary(obs, flagged=False)
             return
+        if self.role == "primary" and not obs.journal_open:
+            # A primary holding the flag (a copy, after a switchover back) still steps down
+            # for a newer claim on the peer; the state machine then reports the flag.
+            await guard.as_primary(obs, flagged=True)
+        if not obs.flag_present and not obs.journal_open:
+            # The completion flag is cluster-wide: the peer's copy blocks this node as well.
+            peer_flag = await guard.peer_flag(obs)
+            if peer_flag is not None:
+                obs = replace(obs, flag_present=True)
+                self.last_observation = obs
         decision = fsm.decide(self.state, obs, self.policy)
         self._log_decision(decision)
         self.state = decision.state
@@ -491,26 +520,9 @@ class Daemon:
             return "standby"  # unclear: the state machine holds when evidence is missing
         return "fenced" if read_only else "primary"
 
-    async def _watch_peer_as_primary(self, obs: Observation) -> None:
-        """This node is the primary: watch the peer, and fence this node the moment the peer
-        shows it took over (its flag, or the VIP): two primaries must not both take writes."""
-        if self.last_decision is None or self.state.state is not State.HEALTHY:
-            self.state = MonitorState(state=State.HEALTHY, since=obs.at)
-        self.metrics.state.state(self.state.state.value)
-        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
-            return  # the peer is out of sight: nothing says it took over
-        facts = await fencing.peer_facts(
-            self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=True
-        )
-        why = split_brain.peer_took_over(
-            obs.primary, holds_vip=facts.holds_vip, writable=facts.writable, flag=facts.flag
-        )
-        if why is None:
-            if facts.writable:
-                self.log.warning("peer_writable", peer=obs.primary, detail="no VIP, no flag there")
-            return
-        await fencing.self_fence(self.policy.plan, self.nodes, self.me, obs.primary, why)
-        self.self_fenced_because = why
+    def _guard(self) -> PrimaryGuard:
+        assert self.guard is not None  # built with the wiring
+        return self.guard
 
     def _export(self, obs: Observation) -> None:
         m = self.metrics
@@ -578,7 +590,8 @@ class Daemon:
 
     def _reason(self) -> str:
         if self.idle_primary and self.role == "fenced":
-            why = f" ({self.self_fenced_because})" if self.self_fenced_because else ""
+            because = self._guard().fenced_because
+            why = f" ({because})" if because else ""
             return (
                 f"this node is fenced: read_only, replicating from nobody{why}; "
                 "make it a replica of the primary (monha-ctl rejoin)"

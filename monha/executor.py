@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from monha import log
+from monha import cluster_files, log
 from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
@@ -38,11 +38,24 @@ FAIL_ONCE_ENV = "MONHA_FAIL_ONCE"
 
 
 class Executor:
-    def __init__(self, journal: Journal, nodes: Nodes, metrics: Metrics, *, cluster: str) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        nodes: Nodes,
+        metrics: Metrics,
+        *,
+        cluster: str,
+        epoch_file: str = "",
+        peer_timeout_s: float = 2.0,
+    ) -> None:
         self.journal = journal
         self.nodes = nodes
         self.metrics = metrics
         self.cluster = cluster
+        # Where the cluster epoch lives on each node ("" : not kept, in tests of other rules);
+        # what one best-effort call to the other node may cost (a dead host must not stall).
+        self.epoch_file = epoch_file
+        self.peer_timeout_s = peer_timeout_s
         self.log = log.get("monha.executor")
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
         self.fail_once = os.environ.get(FAIL_ONCE_ENV, "")
@@ -245,7 +258,9 @@ class Executor:
             self.fail_once = ""
             outcome = Outcome(False, f"failed on purpose ({FAIL_ONCE_ENV})")
         elif step.kind is StepKind.WRITE_FLAG:
-            outcome = self._write_flag(step, record)
+            outcome = await self._write_flag(step, record)
+        elif step.kind is StepKind.PROMOTE and self.epoch_file:
+            outcome = await self._promote(step, record)
         else:
             outcome = await run_step(step, self.nodes, record.data)  # never raises
         duration = time.monotonic() - t0
@@ -276,7 +291,31 @@ class Executor:
         )
         return outcome
 
-    def _write_flag(self, step: Step, record: JournalRecord) -> Outcome:
+    async def _promote(self, step: Step, record: JournalRecord) -> Outcome:
+        """Raise the cluster epoch on the node to promote, then promote it. The epoch comes
+        first: once the node is writable, its claim must already be the newest one, so the
+        node it replaces steps down on seeing it (monha.split_brain)."""
+        other = record.old_primary if step.node == record.new_primary else record.new_primary
+        # A plan with no step on the other node (its host is down) does not ask it either.
+        reach = any(d.get("node") == other for d in record.plan)
+        try:
+            epoch, where = await cluster_files.raise_epoch(
+                self.nodes,
+                self.epoch_file,
+                step.node,
+                other,
+                by=record.kind,
+                plan=record.failover_id,
+                timeout_s=max(1.0, step.timeout_s * 0.3),
+                other_timeout_s=self.peer_timeout_s if reach else 0.0,
+            )
+        except cluster_files.ClusterFileError as exc:
+            return Outcome(False, f"no promotion without a new epoch on {step.node}: {exc}")
+        outcome = await run_step(step, self.nodes, record.data)
+        data = {**outcome.data, "epoch": str(epoch.number), "epoch_primary": epoch.primary}
+        return Outcome(outcome.ok, f"{outcome.detail}; {where}", data)
+
+    async def _write_flag(self, step: Step, record: JournalRecord) -> Outcome:
         path = Path(step.arg("path"))
         report: dict[str, Any] = {
             "monha_flag": 1,
@@ -290,11 +329,28 @@ class Executor:
             "new_primary": record.new_primary,
             "steps": record.done,
             "failback": dict(record.data),
-            "clear_with": "monha-ctl resume (after failback), or remove this file",
+            "clear_with": "monha-ctl resume (clears it on both nodes)",
         }
+        if record.data.get("epoch", "").isdigit():
+            report["epoch"] = {
+                "epoch": int(record.data["epoch"]),
+                "primary": record.data.get("epoch_primary", record.new_primary),
+                "by": record.kind,
+                "plan": record.failover_id,
+            }
         try:
             write_flag(path, report)
         except OSError as exc:
             return Outcome(False, f"writing {path}: {exc.strerror}")
         self.metrics.flag_present.set(1)
-        return Outcome(True, f"flag written to {path}")
+        # The flag is cluster-wide: a copy on the old primary blocks its monha too, once it
+        # is back as a standby. Best effort: the old host is often dead, and rejoin copies it.
+        old = record.old_primary
+        try:
+            await cluster_files.write_json_on(
+                self.nodes.runners[old], old, str(path), report, self.peer_timeout_s
+            )
+            copied = f"and on {old}"
+        except cluster_files.ClusterFileError as exc:
+            copied = f"(not on {old}: {exc}; rejoin copies it there)"
+        return Outcome(True, f"flag written to {path} {copied}")

@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from monha import log
+from monha import cluster_files, log
 from monha.config import Config
 from monha.model import Observation, ProbeStatus, Step, StepKind
 from monha.mysql import MySQLError, Server
 from monha.plan import PlanInputs, build_failover_plan
 from monha.runners import Runner, RunnerError
+from monha.split_brain import Epoch
 from monha.steps import Nodes, Outcome, run_step
 
 _log = log.get("monha.fencing")
@@ -32,6 +33,7 @@ class PeerFacts:
     holds_vip: bool | None
     flag: dict[str, Any] | None
     problems: tuple[str, ...] = ()
+    epoch: Epoch | None = None
 
 
 def vip_query(cfg: Config, node: str) -> list[str]:
@@ -89,8 +91,18 @@ async def peer_facts(
             return None
         return data if isinstance(data, dict) else None
 
-    w, v, f = await asyncio.gather(writable(), vip(), flag())
-    return PeerFacts(w, v, f, tuple(problems))
+    async def epoch() -> Epoch | None:
+        if not (ssh_ok and want_flag):
+            return None
+        path = cluster_files.epoch_path(cfg.failover.flag_file)
+        try:
+            return await cluster_files.read_epoch_on(ssh, peer, path, cfg.probe.ssh_timeout_s)
+        except cluster_files.ClusterFileError as exc:
+            problems.append(str(exc))
+            return None
+
+    w, v, f, e = await asyncio.gather(writable(), vip(), flag(), epoch())
+    return PeerFacts(w, v, f, tuple(problems), e)
 
 
 def fence_steps(inputs: PlanInputs, target: str, other: str) -> dict[tuple[StepKind, str], Step]:
@@ -133,6 +145,23 @@ async def self_fence(inputs: PlanInputs, nodes: Nodes, me: str, peer: str, why: 
         if kind is StepKind.STOP_SERVICE and node == me:
             _report("self_fenced", step, await run_step(step, nodes))
     return all(o.ok for o in outcomes)
+
+
+async def return_to_service(inputs: PlanInputs, nodes: Nodes, me: str, peer: str, why: str) -> bool:
+    """This node stepped down for isolation and its peer was found not promoted: serve again
+    (read_only off, the VIP, the cold-standby services), with the failover plan's own steps.
+    No new epoch: this node's claim is still the newest. True when all of them succeeded."""
+    _log.warning("return_to_service_started", node=me, peer=peer, reason=why)
+    plan = build_failover_plan(inputs, peer, me, ssh_reachable=True)
+    kinds = (StepKind.PROMOTE, StepKind.VIP_UP, StepKind.START_SERVICE, StepKind.RESTART_AGENT)
+    ok = True
+    for step in (s for s in plan if s.node == me and s.kind in kinds):
+        outcome = await run_step(step, nodes)
+        _report("returned_to_service", step, outcome)
+        ok = ok and outcome.ok
+        if not outcome.ok and step.kind in (StepKind.PROMOTE, StepKind.VIP_UP):
+            break  # no VIP on a node that is not writable, no services without the VIP
+    return ok
 
 
 def _report(event: str, step: Step, outcome: Outcome) -> None:

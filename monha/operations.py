@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from monha import check, failback, log, probes
+from monha import check, cluster_files, failback, log, probes
 from monha.check import Handles
 from monha.config import Config
 from monha.executor import Executor
@@ -44,6 +44,7 @@ from monha.journal import (
     RecordError,
     clear_flag,
     read_flag,
+    read_json,
     write_flag,
 )
 from monha.metrics import Metrics
@@ -415,8 +416,10 @@ class Operations:
                 )
             where = f"{facts['new_primary_binlog_file']}:{facts['new_primary_binlog_pos']}"
             self._note_rejoin(node, where, errant)
-            self.log.info("rejoined", node=node, source=me, start=where)
+            shared = await self._share_with(node)
+            self.log.info("rejoined", node=node, source=me, start=where, shared=shared)
             return {
+                "shared": shared,
                 "ok": True,
                 "node": node,
                 "source": me,
@@ -488,6 +491,28 @@ class Operations:
                 flag["rejoined"]["errant"] = errant
                 write_flag(path, flag)
 
+    async def _share_with(self, node: str) -> list[str]:
+        """Copy this node's completion flag and epoch to `node`, now a replica again: the flag
+        is cluster-wide (its monha must not fail over back before `resume`), and the epoch
+        tells it who the primary is meant to be. What could not be copied is said, not hidden."""
+        said = []
+        runner = self.nodes.runners[node]
+        flag_file = self.cfg.failover.flag_file
+        for what, path in (("flag", flag_file), ("epoch", cluster_files.epoch_path(flag_file))):
+            try:
+                data = read_json(Path(path))
+            except (RecordError, OSError) as exc:
+                said.append(f"{what}: not copied, this node's copy is unreadable ({exc})")
+                continue
+            if data is None:
+                continue
+            try:
+                await cluster_files.write_json_on(runner, node, path, data, 10.0)
+                said.append(f"{what}: copied to {node}")
+            except cluster_files.ClusterFileError as exc:
+                said.append(f"{what}: NOT copied ({exc})")
+        return said
+
     # --- resume -----------------------------------------------------------------------------
 
     async def resume(self) -> Answer:
@@ -498,9 +523,22 @@ class Operations:
             found = check.problems(self.cfg, s)
             if found:
                 return refused("check found problems; the flag stays", problems=found)
-            removed = clear_flag(Path(self.cfg.failover.flag_file))
-            self.log.info("flag_cleared", removed=removed)
-            return {"ok": True, "removed": removed}
+            path = self.cfg.failover.flag_file
+            peer = self.cfg.peer_of(self.me).name
+            # The flag is cluster-wide: the peer's copy goes first, so that a peer out of
+            # reach leaves both copies in place (nothing half-cleared: run resume again).
+            try:
+                peer_removed = await cluster_files.remove_on(
+                    self.nodes.runners[peer], peer, path, 10.0
+                )
+            except cluster_files.ClusterFileError as exc:
+                return refused(
+                    f"the flag stays on both nodes: {peer}'s copy could not be removed ({exc}); "
+                    "run resume again once it is reachable, or remove it there by hand"
+                )
+            removed = clear_flag(Path(path))
+            self.log.info("flag_cleared", removed=removed, peer_removed=peer_removed)
+            return {"ok": True, "removed": removed, "peer_removed": peer_removed}
 
 
 def _flag_exists(cfg: Config) -> bool:

@@ -1,32 +1,164 @@
-"""Split brain on two nodes: when a primary must step down. Pure rules, no I/O.
+"""Split brain on two nodes: when a primary must step down, and when it may come back. Pure.
 
 Job: `peer_took_over` says whether this node, a primary, must fence itself because of what its
-peer shows (a newer completion flag, the VIP); `isolated` says whether it must step down because
-it heard neither its peer nor any witness for too long. The shell (monha.daemon, monha.fencing)
-gathers the facts and runs the fence.
+peer shows; `isolated` whether it must step down because it heard neither its peer nor any
+witness for too long; `may_return` whether a node that stepped down for isolation may serve
+again. The shell (monha.daemon, monha.fencing) gathers the facts and runs the steps.
+
+Epochs (issue 12). Every promotion raises a cluster epoch and records it, with the promoted
+node's name, on the promoted node before it turns writable (and on the peer when reachable).
+The newest epoch a node knows of says who the primary is meant to be: a claim older than that
+is no reason to step down. That is what lets a switchover back to the old primary stand while
+the other node still holds the completion flag of the failover before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 
+@dataclass(frozen=True, slots=True)
+class Epoch:
+    """One promotion: the cluster epoch it raised and the node it made primary."""
+
+    number: int
+    primary: str
+    at: float = 0.0
+    by: str = ""  # "failover" or "switchover"
+    plan: str = ""  # the journal record's id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "monha_epoch": 1,
+            "epoch": self.number,
+            "primary": self.primary,
+            "at": self.at,
+            "by": self.by,
+            "plan": self.plan,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Epoch:
+        """Raises ValueError naming the field that is wrong."""
+        number, primary = data.get("epoch"), data.get("primary")
+        if not isinstance(number, int) or isinstance(number, bool) or number < 0:
+            raise ValueError(f"'epoch' must be a non-negative integer, not {number!r}")
+        if not isinstance(primary, str) or not primary:
+            raise ValueError(f"'primary' must be a node name, not {primary!r}")
+        at = data.get("at", 0.0)
+        return cls(
+            number,
+            primary,
+            float(at) if isinstance(at, int | float) else 0.0,
+            str(data.get("by", "")),
+            str(data.get("plan", "")),
+        )
+
+
+def newest(epochs: Iterable[Epoch | None]) -> Epoch | None:
+    """The newest of the epochs known (None when none is)."""
+    known = [e for e in epochs if e is not None]
+    return max(known, key=lambda e: e.number) if known else None
+
+
+def flag_epoch(flag: Mapping[str, Any] | None) -> Epoch | None:
+    """The epoch a completion flag records (flags written before epochs existed have none)."""
+    if not flag or not isinstance(flag.get("epoch"), dict):
+        return None
+    try:
+        return Epoch.from_dict(flag["epoch"])
+    except ValueError:
+        return None
+
+
+def next_epoch(known: Iterable[Epoch | None], primary: str, at: float, by: str, plan: str) -> Epoch:
+    """The epoch a promotion of `primary` raises: one above every epoch known."""
+    top = newest(known)
+    return Epoch((top.number if top else 0) + 1, primary, at, by, plan)
+
+
 def peer_took_over(
-    peer: str, *, holds_vip: bool | None, writable: bool | None, flag: Mapping[str, Any] | None
+    peer: str,
+    *,
+    holds_vip: bool | None,
+    writable: bool | None,
+    flag: Mapping[str, Any] | None,
+    epochs: Iterable[Epoch | None] = (),
 ) -> str | None:
     """Why this node, a primary, must fence itself now; None when it must not.
 
-    Either sign is enough: the peer holds a completion flag naming itself the new primary (it
-    failed over), or it holds the VIP (clients reach it, not us). A peer that is merely
-    writable, with neither, is no reason: with two writable nodes and no other sign, fencing
-    here could leave no primary at all, and restoring monitoring comes first.
+    `epochs` are the epoch records this node could read (its own, the peer's; the flag's is
+    added here). When the newest names this node, nothing the peer shows is a reason: its flag
+    or VIP belong to an older claim (the peer's own monha steps down for ours). When the newest
+    names the peer, any sign of it serving is enough: its flag, its VIP, or its being writable.
+    With no epoch anywhere (a cluster that never failed over under epochs) the older rule holds:
+    a flag naming the peer or the VIP on it, but not mere writability — with two writable
+    nodes and no other sign, fencing here could leave no primary, and monitoring comes first.
     """
-    if flag is not None and flag.get("new_primary") == peer:
+    top = newest([*epochs, flag_epoch(flag)])
+    flag_names_peer = flag is not None and flag.get("new_primary") == peer
+    if top is not None and top.primary != peer:
+        return None
+    if flag_names_peer:
+        assert flag is not None
         return (
             f"{peer} holds a completion flag naming it the new primary "
-            f"(failover {flag.get('failover_id', '?')})"
+            f"(failover {flag.get('failover_id', '?')}"
+            + (f", epoch {top.number}" if top else "")
+            + ")"
         )
     if holds_vip:
-        return f"{peer} holds the VIP" + (" and is writable" if writable else "")
+        return (
+            f"{peer} holds the VIP"
+            + (" and is writable" if writable else "")
+            + (f" (epoch {top.number} names it)" if top else "")
+        )
+    if top is not None and writable:
+        return f"{peer} is writable and epoch {top.number} ({top.by or 'promotion'}) names it"
     return None
+
+
+def isolation_limit_s(failures_before_failover: int, interval_s: float) -> float:
+    """How long a primary may hear nobody before it steps down, by default: the standby's own
+    detection time (that many failed probes, one per interval), so that the isolated side is
+    read_only before the other can have decided, let alone promoted."""
+    return failures_before_failover * interval_s
+
+
+def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | None:
+    """Why a primary must step down for isolation now; None when it must not. `last_heard_at`
+    is when any probe of the peer or of a witness last got an answer (None: not yet known,
+    e.g. just started: the clock starts at the first tick, never at an assumed silence)."""
+    if last_heard_at is None:
+        return None
+    silent = now - last_heard_at
+    if silent < limit_s:
+        return None
+    return (
+        f"heard neither the peer nor any witness for {silent:.1f} s "
+        f"(isolation_fence_s {limit_s:g}): this node may be the isolated one"
+    )
+
+
+def may_return(
+    me: str,
+    *,
+    peer_answers: bool,
+    peer_replicates_from_me: bool,
+    peer_writable: bool | None,
+    peer_flag: Mapping[str, Any] | None,
+    epochs: Iterable[Epoch | None],
+) -> str | None:
+    """Why a node that stepped down for isolation may serve again; None while it may not.
+    Only when the peer is seen again and was not promoted: it still replicates from this node,
+    is read_only, holds no flag, and no epoch newer than this node's own names it."""
+    if not peer_answers or not peer_replicates_from_me or peer_writable is not False:
+        return None
+    if peer_flag is not None:
+        return None
+    top = newest([*epochs, flag_epoch(peer_flag)])
+    if top is not None and top.primary != me:
+        return None
+    return "the peer is back, was not promoted and still replicates from this node"

@@ -128,6 +128,7 @@ class World:
     fence_runs: int = 0
     agent_restarts: dict[str, int] = field(default_factory=dict)
     unexpected: list[str] = field(default_factory=list)
+    copies_on_old: list[str] = field(default_factory=list)
     fault: str = OK  # for the step being executed (set around run_step)
 
     def change(self, what: str) -> None:
@@ -214,6 +215,9 @@ class FakeRunner:
             return 0, "", "", True
         if argv[0] == "arping":
             return 0, "", "", False
+        if argv[:2] == ("sh", "-c") and node == OLD and "cat >" in argv[2]:
+            w.copies_on_old.append(argv[-1])  # the flag's copy on the old primary
+            return 0, "", "", True
         if argv == FENCE_ARGV and node == NEW:
             if w.fence_broken:
                 return 1, "", "fake: BMC unreachable", False
@@ -445,10 +449,10 @@ class Harness:
             execution.ok = outcome.ok
             return outcome
 
-        def write_flag_step(executor: Executor, step: Step, record: JournalRecord) -> Outcome:
+        async def write_flag_step(executor: Executor, step: Step, record: JournalRecord) -> Outcome:
             execution = self.before(step)
             try:
-                outcome = real_write_flag_step(executor, step, record)
+                outcome = await real_write_flag_step(executor, step, record)
             finally:
                 self.world.fault = OK
             execution.ok = outcome.ok

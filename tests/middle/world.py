@@ -65,6 +65,9 @@ class FakeNode:
     vip: set[str] = field(default_factory=set)
     services: set[str] = field(default_factory=set)
     promotions: int = 0
+    # The peer's own files (epoch, flag copy) as `sh -c` scripts over SSH see them: path ->
+    # content. The local node's are real files (its runner runs those scripts for real).
+    files: dict[str, bytes] = field(default_factory=dict)
     commands: list[tuple[str, ...]] = field(default_factory=list)
     # step or command name -> how many more times it fails / hangs
     fail: dict[str, int] = field(default_factory=dict)
@@ -134,6 +137,8 @@ class FakeRunner:
             n.lose_connection -= 1
             raise asyncssh.ConnectionLost("connection lost mid-command")
         n.commands.append(args)
+        if args[:2] == ("sh", "-c"):
+            return await self._file_script(n, args, timeout_s, input)
         name = Path(args[0]).name
         delay = n.hang.get(name, 0.0)
         if delay:
@@ -162,6 +167,31 @@ class FakeRunner:
         elif name in ("zabbix-start", "zabbix-stop"):
             (n.services.add if name == "zabbix-start" else n.services.discard)("zabbix-server")
         return CommandResult(args, 0, out, b"", 0.01)
+
+    async def _file_script(
+        self, n: FakeNode, args: tuple[str, ...], timeout_s: float, data: bytes | None
+    ) -> CommandResult:
+        """monha.cluster_files' read, write and remove scripts: for real on the local node,
+        against `n.files` on the remote one."""
+        if not self.remote:
+            proc = await asyncio.create_subprocess_exec(
+                *args,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout_s)
+            return CommandResult(args, proc.returncode, out, err, 0.01)
+        script, path = args[2], args[-1]
+        if "cat >" in script:
+            n.files[path] = data or b""
+            return CommandResult(args, 0, b"", b"", 0.01)
+        if path not in n.files:
+            return CommandResult(args, 3, b"", b"", 0.01)
+        if "rm -f" in script:
+            del n.files[path]
+            return CommandResult(args, 0, b"", b"", 0.01)
+        return CommandResult(args, 0, n.files[path], b"", 0.01)
 
 
 class FakeServer:

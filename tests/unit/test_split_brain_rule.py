@@ -1,4 +1,5 @@
-"""When an old primary must fence itself (issue 8), and which of several probe attempts counts."""
+"""When a primary must fence itself (issues 8 and 12: epochs, isolation), when it may serve
+again, and which of several probe attempts counts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import pytest
 
 from monha.model import ProbeResult, ProbeStatus
 from monha.observe import best
-from monha.split_brain import peer_took_over
+from monha.split_brain import (
+    Epoch,
+    flag_epoch,
+    isolated,
+    isolation_limit_s,
+    may_return,
+    newest,
+    next_epoch,
+    peer_took_over,
+)
 
 
 def test_a_flag_naming_the_peer_is_enough() -> None:
@@ -49,3 +59,112 @@ def test_best_attempt_prefers_an_answer_then_a_refusal() -> None:
     assert best([timeout, alive, failed]) is alive
     assert best([timeout, failed]) is failed
     assert best([_r(ProbeStatus.OK, 0.5), _r(ProbeStatus.OK, 0.2)]).latency_s == 0.2
+
+
+# --- epochs (issue 12, defect 1: a switchover back must not fence the restored primary) ---
+
+
+def _e(number: int, primary: str, by: str = "failover") -> Epoch:
+    return Epoch(number, primary, 0.0, by, f"plan{number}")
+
+
+def test_a_switchover_back_stands_against_the_older_failover_flag() -> None:
+    """node1 failed over to node2 (epoch 1), was rejoined and switched back (epoch 2): node2
+    still holds the flag of epoch 1 and is read_only; node1 must not fence itself."""
+    old_flag = {"new_primary": "node2", "failover_id": "f1", "epoch": _e(1, "node2").to_dict()}
+    why = peer_took_over(
+        "node2",
+        holds_vip=False,
+        writable=False,
+        flag=old_flag,
+        epochs=[_e(2, "node1", "switchover"), _e(2, "node1", "switchover")],
+    )
+    assert why is None
+
+
+def test_a_newer_epoch_naming_the_peer_fences_even_on_writability_alone() -> None:
+    why = peer_took_over(
+        "node2", holds_vip=False, writable=True, flag=None, epochs=[_e(1, "node1"), _e(2, "node2")]
+    )
+    assert why is not None and "epoch 2" in why
+
+
+def test_an_epoch_naming_me_outweighs_the_vip_on_the_peer() -> None:
+    # The peer still shows the VIP of an older claim: its own monha steps down for ours.
+    why = peer_took_over(
+        "node2", holds_vip=True, writable=True, flag=None, epochs=[_e(3, "node1"), _e(2, "node2")]
+    )
+    assert why is None
+
+
+def test_the_flags_own_epoch_counts_when_no_epoch_file_was_read() -> None:
+    flag = {"new_primary": "node2", "failover_id": "f2", "epoch": _e(5, "node2").to_dict()}
+    why = peer_took_over("node2", holds_vip=None, writable=None, flag=flag, epochs=[_e(4, "node1")])
+    assert why is not None and "epoch 5" in why
+
+
+def test_next_epoch_is_one_above_every_known_one() -> None:
+    assert next_epoch([None, _e(3, "a"), _e(7, "b")], "a", 1.0, "failover", "p").number == 8
+    assert next_epoch([None, None], "a", 1.0, "failover", "p").number == 1
+    assert newest([]) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"epoch": -1, "primary": "a"}, "'epoch'"),
+        ({"epoch": True, "primary": "a"}, "'epoch'"),
+        ({"epoch": "3", "primary": "a"}, "'epoch'"),
+        ({"epoch": 3, "primary": ""}, "'primary'"),
+        ({"epoch": 3}, "'primary'"),
+    ],
+)
+def test_a_bad_epoch_record_names_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        Epoch.from_dict(data)
+
+
+def test_an_epoch_round_trips() -> None:
+    e = Epoch(4, "node2", 12.5, "switchover", "p4")
+    assert Epoch.from_dict(e.to_dict()) == e
+    assert flag_epoch({"epoch": e.to_dict()}) == e
+    assert flag_epoch({"epoch": {"epoch": "x"}}) is None  # a corrupt one is no claim
+    assert flag_epoch(None) is None
+
+
+# --- isolation (issue 12, defect 3) ---
+
+
+def test_isolation_counts_from_the_last_answer_never_from_an_assumed_silence() -> None:
+    assert isolated(100.0, None, 3.0) is None
+    assert isolated(102.9, 100.0, 3.0) is None
+    why = isolated(103.0, 100.0, 3.0)
+    assert why is not None and "3.0 s" in why and "isolation_fence_s 3" in why
+
+
+def test_the_default_isolation_limit_is_the_standbys_detection_time() -> None:
+    assert isolation_limit_s(3, 1.0) == 3.0
+    assert isolation_limit_s(5, 0.5) == 2.5
+
+
+def _ret(**kw: object) -> str | None:
+    base: dict[str, object] = {
+        "peer_answers": True,
+        "peer_replicates_from_me": True,
+        "peer_writable": False,
+        "peer_flag": None,
+        "epochs": [_e(1, "node1")],
+    }
+    base.update(kw)
+    return may_return("node1", **base)  # type: ignore[arg-type]
+
+
+def test_an_isolated_primary_returns_only_when_the_peer_was_not_promoted() -> None:
+    assert _ret() is not None
+    assert _ret(epochs=[]) is not None  # a cluster that never failed over
+    assert _ret(peer_answers=False) is None
+    assert _ret(peer_replicates_from_me=False) is None  # promoted, or detached
+    assert _ret(peer_writable=True) is None
+    assert _ret(peer_writable=None) is None  # not known: no return on half the facts
+    assert _ret(peer_flag={"new_primary": "node2"}) is None
+    assert _ret(epochs=[_e(1, "node1"), _e(2, "node2")]) is None

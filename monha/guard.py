@@ -1,0 +1,209 @@
+"""A primary's watch over its own right to serve, across ticks (issue 12).
+
+Job: for the daemon on a node that is the primary (or was, and stepped down), decide with the
+pure rules of monha.split_brain and act through monha.fencing:
+- step down when the peer took over: its completion flag, its VIP, or an epoch naming it
+  newer than this node's own;
+- step down when this node heard neither its peer nor any witness for `isolation_fence_s`
+  (only with witnesses configured: without one, a dead standby looks the same, and stepping
+  down then would turn the loss of the standby into the loss of the service);
+- after stepping down for isolation, serve again once the peer is seen not promoted.
+It also keeps the peer's completion flag, read over SSH now and then, for the standby's state
+machine: the flag is cluster-wide.
+
+Must not: step down on a guess (a peer out of sight is no sign it took over; silence counts
+only from the first tick, never from an assumed start), serve again while anything says the
+peer was promoted, or block a tick for longer than its SSH and MySQL timeouts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from monha import cluster_files, fencing, log, split_brain
+from monha.config import Config
+from monha.journal import RecordError, read_flag, read_json
+from monha.model import Observation, ProbeStatus
+from monha.mysql import MySQLError
+from monha.observe import Peers
+from monha.plan import PlanInputs
+from monha.split_brain import Epoch
+from monha.steps import Nodes
+
+# The peer's flag changes only through a failover, a rejoin or resume: reading it this often
+# (at most) is enough, and keeps an SSH round trip out of most ticks.
+PEER_FLAG_EVERY_S = 5.0
+
+
+def isolation_limit(cfg: Config) -> float:
+    """`failover.isolation_fence_s`, or its default: the standby's detection time."""
+    if cfg.failover.isolation_fence_s is not None:
+        return cfg.failover.isolation_fence_s
+    return split_brain.isolation_limit_s(cfg.probe.failures_before_failover, cfg.probe.interval_s)
+
+
+def isolation_fencing(cfg: Config) -> str:
+    """One line for check-config and status: whether and when this primary steps down."""
+    if cfg.failover.self_fence_on_isolation == "off":
+        return "off (failover.self_fence_on_isolation): an isolated primary keeps serving"
+    if not cfg.witness:
+        return (
+            "inactive: no witness configured, and without one a dead standby cannot be told "
+            "from isolation (configure two witnesses)"
+        )
+    return (
+        f"on: a primary that hears neither its peer nor any of {len(cfg.witness)} witness(es) "
+        f"for {isolation_limit(cfg):g} s steps down"
+        + (
+            " (one witness: its loss plus a cut link stops the service; use two)"
+            if len(cfg.witness) == 1
+            else ""
+        )
+    )
+
+
+def heard_anyone(obs: Observation) -> bool:
+    """Whether any probe this tick got an answer from the peer or from a witness."""
+    peer = (
+        obs.primary_mysql.answered
+        or obs.primary_icmp.status is ProbeStatus.OK
+        or obs.primary_ssh.status is ProbeStatus.OK
+    )
+    return peer or any(w.answered for w in obs.witnesses)
+
+
+class PrimaryGuard:
+    def __init__(
+        self, cfg: Config, me: str, peers: Peers, nodes: Nodes, inputs: PlanInputs
+    ) -> None:
+        self.me = me
+        self.log = log.get("monha.guard")
+        self.last_heard_at: float | None = None
+        # Why this node fenced itself (None: it did not); `for_isolation` tells the two kinds
+        # apart: only a node that stepped down for isolation may come back by itself.
+        self.fenced_because: str | None = None
+        self.for_isolation = False
+        self._peer_flag: dict[str, Any] | None = None
+        self._peer_flag_at: float | None = None
+        self.rewire(cfg, peers, nodes, inputs)
+
+    def rewire(self, cfg: Config, peers: Peers, nodes: Nodes, inputs: PlanInputs) -> None:
+        self.cfg, self.peers, self.nodes, self.inputs = cfg, peers, nodes, inputs
+        self.peer = cfg.peer_of(self.me).name
+        self.epoch_file = cluster_files.epoch_path(cfg.failover.flag_file)
+
+    # --- every tick ----------------------------------------------------------------------
+
+    def heard(self, obs: Observation) -> None:
+        if heard_anyone(obs) or self.last_heard_at is None:
+            self.last_heard_at = obs.at
+
+    def own_epoch(self) -> Epoch | None:
+        try:
+            data = read_json(Path(self.epoch_file))
+            return Epoch.from_dict(data) if data is not None else None
+        except (RecordError, OSError, ValueError) as exc:
+            self.log.error("epoch_unreadable", path=self.epoch_file, error=str(exc))
+            return None
+
+    async def peer_flag(self, obs: Observation) -> dict[str, Any] | None:
+        """The peer's completion flag as last read (every PEER_FLAG_EVERY_S at most, while
+        SSH reaches it). Kept while the peer is out of reach: a flag goes only by resume."""
+        due = self._peer_flag_at is None or obs.at - self._peer_flag_at >= PEER_FLAG_EVERY_S
+        if due and obs.primary_ssh.status is ProbeStatus.OK:
+            self._peer_flag_at = obs.at
+            try:
+                self._peer_flag = await cluster_files.read_json_on(
+                    self.peers.ssh, self.peer, self.cfg.failover.flag_file,
+                    self.cfg.probe.ssh_timeout_s,
+                )  # fmt: skip
+            except cluster_files.ClusterFileError as exc:
+                self.log.warning("peer_flag_unreadable", peer=self.peer, error=str(exc))
+        return self._peer_flag
+
+    # --- as the primary ------------------------------------------------------------------
+
+    async def as_primary(self, obs: Observation, *, flagged: bool) -> None:
+        """This node is the primary (no plan open): step down when the peer took over, or,
+        unless a completion flag is set (`flagged`), when this node is isolated. With the
+        flag set the peer does not promote by itself (the flag is cluster-wide), so stepping
+        down for silence would only leave no primary."""
+        self.fenced_because, self.for_isolation = None, False
+        if flagged and self._own_flag_names_me():
+            return  # this node's failover made it primary: the re-fence watches the peer
+        why = None if flagged else self._isolated(obs)
+        if why is not None:
+            await self._fence(why, isolation=True)
+            return
+        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
+            return  # the peer is out of sight: nothing says it took over
+        facts = await fencing.peer_facts(
+            self.cfg, self.peer, obs, self.peers.primary, self.peers.ssh, want_flag=True
+        )
+        why = split_brain.peer_took_over(
+            self.peer,
+            holds_vip=facts.holds_vip,
+            writable=facts.writable,
+            flag=facts.flag,
+            epochs=[self.own_epoch(), facts.epoch],
+        )
+        if why is None:
+            if facts.writable:
+                self.log.warning("peer_writable", peer=self.peer, detail="no newer claim there")
+            return
+        await self._fence(why, isolation=False)
+
+    def _own_flag_names_me(self) -> bool:
+        try:
+            flag = read_flag(Path(self.cfg.failover.flag_file))
+        except RecordError:
+            return False
+        return flag is not None and flag.get("new_primary") == self.me
+
+    def _isolated(self, obs: Observation) -> str | None:
+        if self.cfg.failover.self_fence_on_isolation == "off" or not self.cfg.witness:
+            return None
+        return split_brain.isolated(obs.at, self.last_heard_at, isolation_limit(self.cfg))
+
+    async def _fence(self, why: str, *, isolation: bool) -> None:
+        await fencing.self_fence(self.inputs, self.nodes, self.me, self.peer, why)
+        self.fenced_because, self.for_isolation = why, isolation
+
+    # --- fenced --------------------------------------------------------------------------
+
+    async def as_fenced(self, obs: Observation) -> bool:
+        """This node is read_only and replicates from nobody. If it stepped down for
+        isolation, serve again once the peer is seen not promoted. True when it did."""
+        if not self.for_isolation or not obs.primary_mysql.answered:
+            return False
+        peer_sql = self.peers.primary
+        try:
+            status = await peer_sql.replica_status(self.cfg.probe.mysql_timeout_s)
+            peer_ro = await peer_sql.read_only(self.cfg.probe.mysql_timeout_s)
+        except MySQLError as exc:
+            self.log.info("return_to_service_waits", reason=f"peer's MySQL: {exc}")
+            return False
+        if obs.primary_ssh.status is not ProbeStatus.OK:
+            return False  # its flag and epoch cannot be read: no return on half the facts
+        facts = await fencing.peer_facts(
+            self.cfg, self.peer, obs, peer_sql, self.peers.ssh, want_flag=True
+        )
+        if facts.problems or facts.holds_vip is not False:
+            return False
+        me_addr = self.cfg.node(self.me).address
+        why = split_brain.may_return(
+            self.me,
+            peer_answers=True,
+            peer_replicates_from_me=status.configured and status.source_host == me_addr,
+            peer_writable=not peer_ro,
+            peer_flag=facts.flag,
+            epochs=[self.own_epoch(), facts.epoch],
+        )
+        if why is None:
+            return False
+        ok = await fencing.return_to_service(self.inputs, self.nodes, self.me, self.peer, why)
+        if ok:
+            self.fenced_because, self.for_isolation = None, False
+            self.last_heard_at = obs.at
+        return ok
