@@ -9,7 +9,6 @@ cannot diverge from it. The rules that decide whether to self-fence are pure (mo
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,18 +77,12 @@ async def peer_facts(
         if not (ssh_ok and want_flag):
             return None
         try:
-            res = await ssh.run(["cat", cfg.failover.flag_file], cfg.probe.ssh_timeout_s)
-        except RunnerError as exc:
-            problems.append(str(exc))
+            return await cluster_files.read_json_on(
+                ssh, peer, cfg.failover.flag_file, cfg.probe.ssh_timeout_s
+            )
+        except cluster_files.ClusterFileError as exc:
+            problems.append(str(exc))  # unreadable: no evidence either way, and said
             return None
-        if not res.ok:
-            return None  # no flag (cat exits 1), or unreadable: no evidence either way
-        try:
-            data = json.loads(res.stdout)
-        except ValueError:
-            problems.append("its flag file is not valid JSON")
-            return None
-        return data if isinstance(data, dict) else None
 
     async def epoch() -> Epoch | None:
         if not (ssh_ok and want_flag):

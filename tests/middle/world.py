@@ -37,6 +37,7 @@ from monha.runners import CommandResult, RunnerError
 from monha.steps import Nodes, ReplicationSource
 
 VIP = "192.168.10.10"
+WITNESS_ADDRESS = "192.168.10.254"
 
 
 class Clock:
@@ -88,6 +89,7 @@ class World:
     node1: FakeNode
     node2: FakeNode
     closed: list[str] = field(default_factory=list)  # handles closed, by name
+    witness_up: bool = True  # the ICMP-only witness at WITNESS_ADDRESS answers
 
     def node(self, name: str) -> FakeNode:
         return self.node1 if name == "node1" else self.node2
@@ -235,14 +237,15 @@ class FakeServer:
         n = self.n
         if not n.replicating:
             return ReplicaStatus(configured=False)
-        up = self.world.node1.mysql_up and self.world.node1.host_up
+        source = self.world.node("node2" if self.name == "node1" else "node1")
+        up = source.mysql_up and source.host_up
         pos = BinlogCoordinates("bin.000001", 1000)
         return ReplicaStatus(
             configured=True,
             io_running="Yes" if up else "Connecting",
             sql_running="Yes",
             sql_state="Replica has read all relay log; waiting for more updates",
-            source_host="192.168.10.1",
+            source_host=source.address,
             read_position=pos,
             exec_position=pos,
         )
@@ -286,6 +289,8 @@ class WorldObserver(Observer):
 
     async def _icmp(self, address: str, timeout_s: float) -> ProbeResult:
         up = self._peer().host_up if address == self.peer.address else True
+        if address == WITNESS_ADDRESS:
+            up = self.world.witness_up
         if not up:
             await asyncio.sleep(min(timeout_s, 0.05))
             return ProbeResult("icmp", address, ProbeStatus.TIMEOUT, timeout_s, "no reply")
