@@ -50,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check-config":
-        return check_config_main(args.file)
+        rc = check_config_main(args.file)
+        if rc == 0:
+            from monha.split_brain import isolation_fencing
+
+            print(f"isolation self-fencing: {isolation_fencing(load_config(args.file))}")
+        return rc
     if args.command == "install-units":
         from monha.units import install_main
 

@@ -55,6 +55,7 @@ from monha.operations import Operations
 from monha.plan import describe
 from monha.runners import LocalRunner, RunnerError
 from monha.sdnotify import Notifier
+from monha.split_brain import isolation_fencing
 from monha.steps import Nodes, ReplicationSource, drain_background
 
 # The VIP holder metric is refreshed every few ticks, each question bounded.
@@ -665,6 +666,8 @@ class Daemon:
             "observation": asdict(obs) if obs else None,
             "flag": flag,
             "operation_running": self.operations.running,
+            "isolation_fencing": isolation_fencing(self.cfg),
+            "self_fenced_because": self._guard().fenced_because,
             "journal": _journal_summary(self.journal),
         }
 

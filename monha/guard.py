@@ -36,33 +36,6 @@ from monha.steps import Nodes
 PEER_FLAG_EVERY_S = 5.0
 
 
-def isolation_limit(cfg: Config) -> float:
-    """`failover.isolation_fence_s`, or its default: the standby's detection time."""
-    if cfg.failover.isolation_fence_s is not None:
-        return cfg.failover.isolation_fence_s
-    return split_brain.isolation_limit_s(cfg.probe.failures_before_failover, cfg.probe.interval_s)
-
-
-def isolation_fencing(cfg: Config) -> str:
-    """One line for check-config and status: whether and when this primary steps down."""
-    if cfg.failover.self_fence_on_isolation == "off":
-        return "off (failover.self_fence_on_isolation): an isolated primary keeps serving"
-    if not cfg.witness:
-        return (
-            "inactive: no witness configured, and without one a dead standby cannot be told "
-            "from isolation (configure two witnesses)"
-        )
-    return (
-        f"on: a primary that hears neither its peer nor any of {len(cfg.witness)} witness(es) "
-        f"for {isolation_limit(cfg):g} s steps down"
-        + (
-            " (one witness: its loss plus a cut link stops the service; use two)"
-            if len(cfg.witness) == 1
-            else ""
-        )
-    )
-
-
 def heard_anyone(obs: Observation) -> bool:
     """Whether any probe this tick got an answer from the peer or from a witness."""
     peer = (
@@ -164,7 +137,9 @@ class PrimaryGuard:
     def _isolated(self, obs: Observation) -> str | None:
         if self.cfg.failover.self_fence_on_isolation == "off" or not self.cfg.witness:
             return None
-        return split_brain.isolated(obs.at, self.last_heard_at, isolation_limit(self.cfg))
+        return split_brain.isolated(
+            obs.at, self.last_heard_at, split_brain.isolation_limit(self.cfg)
+        )
 
     async def _fence(self, why: str, *, isolation: bool) -> None:
         await fencing.self_fence(self.inputs, self.nodes, self.me, self.peer, why)

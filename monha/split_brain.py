@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from monha.config import Config
+
 
 @dataclass(frozen=True, slots=True)
 class Epoch:
@@ -125,6 +127,39 @@ def isolation_limit_s(failures_before_failover: int, interval_s: float) -> float
     detection time (that many failed probes, one per interval), so that the isolated side is
     read_only before the other can have decided, let alone promoted."""
     return failures_before_failover * interval_s
+
+
+def isolation_limit(cfg: Config) -> float:
+    """`failover.isolation_fence_s`, or its default: the standby's detection time."""
+    if cfg.failover.isolation_fence_s is not None:
+        return cfg.failover.isolation_fence_s
+    return isolation_limit_s(cfg.probe.failures_before_failover, cfg.probe.interval_s)
+
+
+def isolation_fencing(cfg: Config) -> str:
+    """One line for check-config and status: whether and when this primary steps down."""
+    if cfg.failover.self_fence_on_isolation == "off":
+        return "off (failover.self_fence_on_isolation): an isolated primary keeps serving"
+    if not cfg.witness:
+        return (
+            "inactive: no witness configured, and without one a dead standby cannot be told "
+            "from isolation (configure two witnesses)"
+        )
+    return (
+        f"on: a primary that hears neither its peer nor any of {len(cfg.witness)} witness(es) "
+        f"for {isolation_limit(cfg):g} s steps down"
+        + (
+            f" (the default: the standby's detection time, {cfg.probe.failures_before_failover}"
+            f" failed probes x {cfg.probe.interval_s:g} s)"
+            if cfg.failover.isolation_fence_s is None
+            else " (failover.isolation_fence_s)"
+        )
+        + (
+            " (one witness: its loss plus a cut link stops the service; use two)"
+            if len(cfg.witness) == 1
+            else ""
+        )
+    )
 
 
 def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | None:

@@ -3,8 +3,11 @@ again, and which of several probe attempts counts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from monha.__main__ import main as monha_main
 from monha.model import ProbeResult, ProbeStatus
 from monha.observe import best
 from monha.split_brain import (
@@ -17,6 +20,7 @@ from monha.split_brain import (
     next_epoch,
     peer_took_over,
 )
+from tests.middle.world import write_config
 
 
 def test_a_flag_naming_the_peer_is_enough() -> None:
@@ -168,3 +172,27 @@ def test_an_isolated_primary_returns_only_when_the_peer_was_not_promoted() -> No
     assert _ret(peer_writable=None) is None  # not known: no return on half the facts
     assert _ret(peer_flag={"new_primary": "node2"}) is None
     assert _ret(epochs=[_e(1, "node1"), _e(2, "node2")]) is None
+
+
+@pytest.mark.parametrize(
+    ("witnesses", "extra", "says"),
+    [
+        (0, "", "inactive: no witness configured"),
+        (1, "", "use two"),
+        (2, "", "for 0.15 s steps down (the default: the standby's detection time, 3 failed"),
+        (2, "isolation_fence_s = 4.0", "for 4 s steps down (failover.isolation_fence_s)"),
+        (2, 'self_fence_on_isolation = "off"', "off (failover.self_fence_on_isolation)"),
+    ],
+)
+def test_check_config_says_whether_and_when_an_isolated_primary_steps_down(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], witnesses: int, extra: str, says: str
+) -> None:
+    path = write_config(tmp_path, failover_extra=extra)
+    ws = "".join(
+        f'[[witness]]\nname = "w{i}"\naddress = "192.168.10.{250 + i}"\n\n'
+        for i in range(witnesses)
+    )
+    path.write_text(path.read_text().replace("[ssh]", ws + "[ssh]"))
+    assert monha_main(["check-config", str(path)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("isolation")]
+    assert len(line) == 1 and says in line[0], line
