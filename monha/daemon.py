@@ -421,6 +421,9 @@ class Daemon:
             # A primary holding the flag (a copy, after a switchover back) still steps down
             # for a newer claim on the peer; the state machine then reports the flag.
             await guard.as_primary(obs, flagged=True)
+        rs = obs.replica_view.status
+        if rs is not None and rs.configured:
+            guard.replicating()
         if not obs.flag_present and not obs.journal_open:
             # The completion flag is cluster-wide: the peer's copy blocks this node as well.
             peer_flag = await guard.peer_flag(obs)

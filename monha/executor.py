@@ -21,7 +21,14 @@ from typing import Any
 from prometheus_client import Counter
 
 from monha import cluster_files, log
-from monha.journal import Journal, JournalRecord, RecordError, step_to_dict, write_flag
+from monha.journal import (
+    UNTOUCHED,
+    Journal,
+    JournalRecord,
+    RecordError,
+    step_to_dict,
+    write_flag,
+)
 from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
 from monha.mysql import MySQLError
@@ -310,7 +317,10 @@ class Executor:
                 other_timeout_s=self.peer_timeout_s if reach else 0.0,
             )
         except cluster_files.ClusterFileError as exc:
-            return Outcome(False, f"no promotion without a new epoch on {step.node}: {exc}")
+            detail = (
+                f"no promotion without a new epoch on {step.node} (it was left as it was): {exc}"
+            )
+            return Outcome(False, detail, {UNTOUCHED: "yes"})
         outcome = await run_step(step, self.nodes, record.data)
         data = {**outcome.data, "epoch": str(epoch.number), "epoch_primary": epoch.primary}
         return Outcome(outcome.ok, f"{outcome.detail}; {where}", data)

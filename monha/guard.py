@@ -23,7 +23,7 @@ from typing import Any
 
 from monha import cluster_files, fencing, log, split_brain
 from monha.config import Config
-from monha.journal import RecordError, read_flag, read_json
+from monha.journal import RecordError, read_flag, read_json, write_json_atomically
 from monha.model import Observation, ProbeStatus
 from monha.mysql import MySQLError
 from monha.observe import Peers
@@ -34,6 +34,8 @@ from monha.steps import Nodes
 # The peer's flag changes only through a failover, a rejoin or resume: reading it this often
 # (at most) is enough, and keeps an SSH round trip out of most ticks.
 PEER_FLAG_EVERY_S = 5.0
+# Beside the flag: why this node stepped down for isolation, while it is stepped down.
+ISOLATION_NAME = "isolated.json"
 
 
 def heard_anyone(obs: Observation) -> bool:
@@ -60,11 +62,13 @@ class PrimaryGuard:
         self._peer_flag: dict[str, Any] | None = None
         self._peer_flag_at: float | None = None
         self.rewire(cfg, peers, nodes, inputs)
+        self._load_isolation()
 
     def rewire(self, cfg: Config, peers: Peers, nodes: Nodes, inputs: PlanInputs) -> None:
         self.cfg, self.peers, self.nodes, self.inputs = cfg, peers, nodes, inputs
         self.peer = cfg.peer_of(self.me).name
         self.epoch_file = cluster_files.epoch_path(cfg.failover.flag_file)
+        self.isolation_file = str(Path(cfg.failover.flag_file).parent / ISOLATION_NAME)
 
     # --- every tick ----------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ class PrimaryGuard:
         unless a completion flag is set (`flagged`), when this node is isolated. With the
         flag set the peer does not promote by itself (the flag is cluster-wide), so stepping
         down for silence would only leave no primary."""
-        self.fenced_because, self.for_isolation = None, False
+        self.replicating()  # serving again (a switchover made it primary): nothing to keep
         if flagged and self._own_flag_names_me():
             return  # this node's failover made it primary: the re-fence watches the peer
         why = None if flagged else self._isolated(obs)
@@ -127,6 +131,12 @@ class PrimaryGuard:
             return
         await self._fence(why, isolation=False)
 
+    def replicating(self) -> None:
+        """This node serves or replicates again: whatever made it step down is over."""
+        if self.for_isolation:
+            self._keep_isolation(None)
+        self.fenced_because, self.for_isolation = None, False
+
     def _own_flag_names_me(self) -> bool:
         try:
             flag = read_flag(Path(self.cfg.failover.flag_file))
@@ -144,6 +154,29 @@ class PrimaryGuard:
     async def _fence(self, why: str, *, isolation: bool) -> None:
         await fencing.self_fence(self.inputs, self.nodes, self.me, self.peer, why)
         self.fenced_because, self.for_isolation = why, isolation
+        if isolation:
+            # Kept on disk: a daemon restarted while stepped down may still come back by
+            # itself; otherwise it would wait for a rejoin that needs a primary to run on.
+            self._keep_isolation(why)
+
+    def _keep_isolation(self, why: str | None) -> None:
+        path = Path(self.isolation_file)
+        try:
+            if why is None:
+                path.unlink(missing_ok=True)
+            else:
+                write_json_atomically(path, {"monha_isolation": 1, "reason": why})
+        except OSError as exc:
+            self.log.error("isolation_state_unwritable", path=str(path), error=str(exc))
+
+    def _load_isolation(self) -> None:
+        try:
+            data = read_json(Path(self.isolation_file))
+        except (RecordError, OSError):
+            return
+        if data is not None:
+            self.fenced_because = str(data.get("reason", "stepped down for isolation"))
+            self.for_isolation = True
 
     # --- fenced --------------------------------------------------------------------------
 
@@ -166,6 +199,18 @@ class PrimaryGuard:
         )
         if facts.problems or facts.holds_vip is not False:
             return False
+        # A plan open on the peer may be about to promote it: no return into its failover.
+        try:
+            plan = await cluster_files.read_json_on(
+                self.peers.ssh, self.peer, self.cfg.failover.journal_file,
+                self.cfg.probe.ssh_timeout_s,
+            )  # fmt: skip
+        except cluster_files.ClusterFileError as exc:
+            self.log.info("return_to_service_waits", reason=f"peer's journal: {exc}")
+            return False
+        if plan is not None and not plan.get("finished", False):
+            self.log.info("return_to_service_waits", reason="a plan is open on the peer")
+            return False
         me_addr = self.cfg.node(self.me).address
         why = split_brain.may_return(
             self.me,
@@ -181,4 +226,5 @@ class PrimaryGuard:
         if ok:
             self.fenced_because, self.for_isolation = None, False
             self.last_heard_at = obs.at
+            self._keep_isolation(None)
         return ok

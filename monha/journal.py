@@ -39,6 +39,10 @@ _EFFECT_EVEN_IF_FAILED = {
     StepKind.START_SERVICE.value,
 }
 
+# A failed step's data says this when it stopped before touching its node (a promote refused
+# for want of a new epoch): it does not commit the plan, which may still be abandoned.
+UNTOUCHED = "untouched"
+
 # What resolves a journal the daemon cannot replay, for status lines and errors.
 DISCARD_HINT = "monha-ctl journal discard (it is kept as a .discarded file)"
 
@@ -152,7 +156,7 @@ class JournalRecord:
 
         def changed(d: dict[str, Any]) -> bool:
             kind = str(d.get("step", "")).split("@")[0]
-            if d.get("skipped") or kind in _NO_EFFECT:
+            if d.get("skipped") or kind in _NO_EFFECT or (d.get("data") or {}).get(UNTOUCHED):
                 return False
             return bool(d.get("ok")) or kind in _EFFECT_EVEN_IF_FAILED
 
@@ -252,7 +256,7 @@ class Journal:
 
     def record_step(self, record: JournalRecord, result: StepResult) -> None:
         record.done.append(asdict(result))
-        record.data.update(result.data)
+        record.data.update({k: v for k, v in result.data.items() if k != UNTOUCHED})
         write_json_atomically(self.path, record.to_dict())
 
     def finish(self, record: JournalRecord) -> None:

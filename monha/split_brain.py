@@ -60,9 +60,11 @@ class Epoch:
 
 
 def newest(epochs: Iterable[Epoch | None]) -> Epoch | None:
-    """The newest of the epochs known (None when none is)."""
+    """The newest of the epochs known (None when none is). Two promotions that could not read
+    each other's epoch may share a number: the tie goes to the greater node name, the same on
+    both nodes, so exactly one of the two claims stands."""
     known = [e for e in epochs if e is not None]
-    return max(known, key=lambda e: e.number) if known else None
+    return max(known, key=lambda e: (e.number, e.primary)) if known else None
 
 
 def flag_epoch(flag: Mapping[str, Any] | None) -> Epoch | None:

@@ -198,3 +198,36 @@ async def test_isolation_fencing_switched_off_keeps_the_primary_serving(tmp_path
         world.node1.host_up, world.witness_up = False, False
         await ticks(40)
         assert world.writable() == ["node2"] and world.vip_holders() == ["node2"]
+
+
+async def test_a_restarted_daemon_still_returns_from_an_isolation_step_down(
+    tmp_path: Path,
+) -> None:
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    d, _ = make(cfg, world)
+    async with running(d):
+        world.node1.host_up, world.witness_up = False, False
+        await until(lambda: world.node2.read_only and not world.node2.vip, "node2 steps down")
+    assert (tmp_path / "isolated.json").exists()
+    d2, _ = make(cfg, world)
+    async with running(d2):
+        world.node1.host_up, world.witness_up = True, True
+        await until(lambda: not world.node2.read_only and VIP in world.node2.vip, "return")
+    assert not (tmp_path / "isolated.json").exists()
+
+
+async def test_no_return_from_isolation_while_a_plan_is_open_on_the_peer(tmp_path: Path) -> None:
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    d, _ = make(cfg, world)
+    async with running(d):
+        world.node1.host_up, world.witness_up = False, False
+        await until(lambda: world.node2.read_only and not world.node2.vip, "node2 steps down")
+        # node1 decided a failover meanwhile and is about to promote itself.
+        put(world, "node1", tmp_path / "journal.json", {"failover_id": "f9", "finished": False})
+        world.node1.host_up, world.witness_up = True, True
+        await ticks(40)
+        assert world.node2.read_only and not world.node2.vip
+        world.node1.files[str(tmp_path / "journal.json")] = b'{"finished": true}'
+        await until(lambda: not world.node2.read_only and VIP in world.node2.vip, "return")

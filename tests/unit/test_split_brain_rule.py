@@ -196,3 +196,23 @@ def test_check_config_says_whether_and_when_an_isolated_primary_steps_down(
     assert monha_main(["check-config", str(path)]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("isolation")]
     assert len(line) == 1 and says in line[0], line
+
+
+def test_a_tied_epoch_goes_to_the_same_claim_on_both_nodes() -> None:
+    """Two promotions that could not read each other's epoch raised the same number: exactly
+    one claim stands, whichever node asks."""
+    a, b = _e(4, "node1"), _e(4, "node2")
+    assert newest([a, b]) == newest([b, a]) == b
+    on_node1 = peer_took_over("node2", holds_vip=True, writable=True, flag=None, epochs=[a, b])
+    on_node2 = peer_took_over("node1", holds_vip=True, writable=True, flag=None, epochs=[b, a])
+    assert on_node1 is not None and on_node2 is None
+
+
+def test_a_promote_refused_for_want_of_an_epoch_does_not_commit_the_plan() -> None:
+    from monha.journal import UNTOUCHED, JournalRecord
+
+    r = JournalRecord("f", "failover", 0.0, "node1", "node2", "why", ["promote@node2"])
+    r.done = [{"step": "promote@node2", "ok": False, "data": {UNTOUCHED: "yes"}}]
+    assert not r.committed  # it may be abandoned, and the fence undone
+    r.done = [{"step": "promote@node2", "ok": False, "data": {}}]
+    assert r.committed  # a promote cut off mid-way may have changed the node
