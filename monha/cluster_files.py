@@ -131,6 +131,9 @@ async def raise_epoch(
     (0: not tried) and reported. The new number is one above every epoch that could be read;
     an unreadable copy on `promoted` stops it (its number could be the highest)."""
 
+    if other not in nodes.runners:
+        other_timeout_s = 0.0  # no way to reach it: not tried
+
     async def theirs() -> tuple[Epoch | None, str]:
         if other_timeout_s <= 0:
             return None, ""

@@ -356,11 +356,15 @@ class Executor:
         # The flag is cluster-wide: a copy on the old primary blocks its monha too, once it
         # is back as a standby. Best effort: the old host is often dead, and rejoin copies it.
         old = record.old_primary
-        try:
-            await cluster_files.write_json_on(
-                self.nodes.runners[old], old, str(path), report, self.peer_timeout_s
-            )
-            copied = f"and on {old}"
-        except cluster_files.ClusterFileError as exc:
-            copied = f"(not on {old}: {exc}; rejoin copies it there)"
+        runner = self.nodes.runners.get(old)
+        if runner is None:
+            copied = f"(not on {old}: no way to reach it; rejoin copies it there)"
+        else:
+            try:
+                await cluster_files.write_json_on(
+                    runner, old, str(path), report, self.peer_timeout_s
+                )
+                copied = f"and on {old}"
+            except cluster_files.ClusterFileError as exc:
+                copied = f"(not on {old}: {exc}; rejoin copies it there)"
         return Outcome(True, f"flag written to {path} {copied}")
