@@ -32,6 +32,7 @@ _WRITE = (
 )
 # $1: the file. Exit 3 when it is absent, so "absent" is never confused with "unreadable".
 _READ = 'if [ -e "$1" ]; then cat -- "$1"; else exit 3; fi'
+_REMOVE = 'if [ -e "$1" ]; then rm -f -- "$1"; else exit 3; fi'
 
 
 class ClusterFileError(Exception):
@@ -55,18 +56,34 @@ def epoch_path(flag_file: str) -> str:
     return str(Path(flag_file).parent / EPOCH_NAME)
 
 
+async def _script(
+    runner: Runner,
+    node: str,
+    doing: str,
+    script: str,
+    path: str,
+    timeout_s: float,
+    data: bytes | None = None,
+) -> CommandResult | None:
+    """Run one of the fixed scripts on `path`; None when it said the file is absent (3)."""
+    try:
+        res = await _run(runner, ["sh", "-c", script, "sh", path], timeout_s, data)
+    except RunnerError as exc:
+        raise ClusterFileError(f"{doing} {path} on {node}: {exc}") from None
+    if res.exit_status == 3:
+        return None
+    if not res.ok:
+        raise ClusterFileError(f"{doing} {path} on {node}: {res.summary()}")
+    return res
+
+
 async def read_json_on(
     runner: Runner, node: str, path: str, timeout_s: float
 ) -> dict[str, Any] | None:
     """The JSON object in `path` on `node`; None when the file does not exist."""
-    try:
-        res = await _run(runner, ["sh", "-c", _READ, "sh", path], timeout_s)
-    except RunnerError as exc:
-        raise ClusterFileError(f"reading {path} on {node}: {exc}") from None
-    if res.exit_status == 3:
+    res = await _script(runner, node, "reading", _READ, path, timeout_s)
+    if res is None:
         return None
-    if not res.ok:
-        raise ClusterFileError(f"reading {path} on {node}: {res.summary()}")
     try:
         data = json.loads(res.stdout)
     except ValueError:
@@ -80,29 +97,13 @@ async def write_json_on(
     runner: Runner, node: str, path: str, data: dict[str, Any], timeout_s: float
 ) -> None:
     body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-    try:
-        res = await _run(runner, ["sh", "-c", _WRITE, "sh", path], timeout_s, body)
-    except RunnerError as exc:
-        raise ClusterFileError(f"writing {path} on {node}: {exc}") from None
-    if not res.ok:
-        raise ClusterFileError(f"writing {path} on {node}: {res.summary()}")
+    if await _script(runner, node, "writing", _WRITE, path, timeout_s, body) is None:
+        raise ClusterFileError(f"writing {path} on {node}: exit 3")  # no "absent" for a write
 
 
 async def remove_on(runner: Runner, node: str, path: str, timeout_s: float) -> bool:
     """Remove `path` on `node`; True when it was there."""
-    try:
-        res = await _run(
-            runner,
-            ["sh", "-c", 'if [ -e "$1" ]; then rm -f -- "$1"; else exit 3; fi', "sh", path],
-            timeout_s,
-        )
-    except RunnerError as exc:
-        raise ClusterFileError(f"removing {path} on {node}: {exc}") from None
-    if res.exit_status == 3:
-        return False
-    if not res.ok:
-        raise ClusterFileError(f"removing {path} on {node}: {res.summary()}")
-    return True
+    return await _script(runner, node, "removing", _REMOVE, path, timeout_s) is not None
 
 
 async def read_epoch_on(runner: Runner, node: str, path: str, timeout_s: float) -> Epoch | None:
