@@ -31,7 +31,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, cluster_files, fencing, fsm, handles, log
+from monha import __version__, check, cluster_files, fencing, fsm, handles, log, loss_bound
 from monha.config import Config, ConfigError, check_config_file, load_config
 from monha.executor import Executor
 from monha.guard import PrimaryGuard
@@ -455,6 +455,9 @@ class Daemon:
             await self.executor.abandon(decision.reason, restore=restore)
             return
         if kind is PlanKind.FAILOVER:
+            bound = loss_bound.unreceived(self.state.primary_position, obs.replica_view.status)
+            self.log.warning("failover_loss_bound", old_primary=obs.primary, bound=bound.text)
+            self.metrics.unreceived.set(-1 if bound.transactions is None else bound.transactions)
             ok = await self.executor.run(
                 decision.plan,
                 kind,
@@ -462,6 +465,7 @@ class Daemon:
                 obs.primary,
                 obs.replica,
                 reason_code=decision.reason_code.value,
+                facts={"lost_at_most": bound.text},
                 on_progress=self.notifier.watchdog,
             )
         elif kind is PlanKind.RESUME:

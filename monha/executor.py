@@ -14,7 +14,7 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class Executor:
         old: str,
         new: str,
         reason_code: str,
+        facts: Mapping[str, str],
     ) -> JournalRecord:
         record = self.journal.open_record() if kind is PlanKind.SWITCHOVER else None
         if record is not None:
@@ -97,6 +98,7 @@ class Executor:
             plan=[step_to_dict(s) for s in plan],
             reason_code=reason_code,
         )
+        record.data.update(facts)
         self.journal.begin(record)
         self.log.info(
             f"{record.kind}_started",
@@ -129,12 +131,14 @@ class Executor:
         new: str,
         *,
         reason_code: str = "",
+        facts: Mapping[str, str] | None = None,
         on_progress: Callable[[], None] = lambda: None,
     ) -> bool:
         """Start a failover or switchover plan (a switchover already open for the same nodes
         is resumed instead). True when it ran to the end (for a failover: the flag is
-        written)."""
-        record = self._begin(plan, kind, reason, old, new, reason_code)
+        written). `facts` go into the journal's data, and so into the flag (what the decision
+        knew, e.g. the loss bound)."""
+        record = self._begin(plan, kind, reason, old, new, reason_code, facts or {})
         return await self._run(record, record.replay(), on_progress)
 
     async def resume(self, *, on_progress: Callable[[], None] = lambda: None) -> bool:
@@ -339,6 +343,8 @@ class Executor:
             "new_primary": record.new_primary,
             "steps": record.done,
             "failback": dict(record.data),
+            # Said at once, for the operator at 3 a.m.; rejoin reports the exact errant set.
+            "lost_at_most": record.data.get("lost_at_most", "unknown"),
             "clear_with": "monha-ctl resume (clears it on both nodes)",
         }
         if record.data.get("epoch", "").isdigit():

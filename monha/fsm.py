@@ -19,11 +19,15 @@ fail over only if ALL of:
    succeed before anything is promoted;
 3. this node's own MySQL answered and is a replica (else we cannot see the evidence, nor promote);
 4. with witnesses: the replica lost the primary (IO thread not running, or silent for longer than
-   `replica_silence_s`) OR the primary's host is down (ICMP and SSH failed);
+   `replica_silence_s`) OR the primary's host is down (`host_down_icmp_losses` ICMP probes
+   lost in a row, and SSH failed: one lost ping on a lossy link is no dead host);
    without witnesses (no third vantage point; a safe rule of our own): the replica lost the
    primary AND either its host does not answer ICMP or SSH reaches it, so that fencing over SSH
    (which stops the plan if the VIP cannot be removed) keeps two primaries from serving clients.
    A primary that answers ICMP but not SSH (hung) is not failed over without a witness.
+5. the replica is not stale (`stale_replica`): its SQL thread runs without error, and, as last
+   seen while the primary answered, its IO thread had not been failing and its lag was not
+   above `max_lag_s`. A stale replica is promoted only by an operator (`failover --force`).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from monha.model import (
     ProbeResult,
     ProbeStatus,
     ReasonCode,
+    ReplicaStatus,
     State,
     Step,
 )
@@ -56,6 +61,8 @@ class Policy:
     replica_silence_s: float = 3.0
     witnesses: tuple[str, ...] = ()  # configured witness names; their results are obs.witnesses
     witness_silent: Literal["hold", "fence"] = "hold"
+    max_lag_s: float = 60.0
+    host_down_icmp_losses: int = 3
 
     @classmethod
     def from_config(cls, cfg: Config) -> Policy:
@@ -65,6 +72,8 @@ class Policy:
             replica_silence_s=cfg.probe.replica_silence_s,
             witnesses=tuple(w.name for w in cfg.witness),
             witness_silent=cfg.failover.witness_silent,
+            max_lag_s=cfg.probe.max_lag_s,
+            host_down_icmp_losses=cfg.probe.host_down_icmp_losses,
         )
 
 
@@ -96,6 +105,12 @@ _HOLDS = (
     (E.HOLD_PARTITION, R.HOLD_PARTITION, "holding: a partition between the nodes is not a death"),
     (E.HOLD_REPLICA_CONNECTED, R.HOLD_REPLICA_CONNECTED, "holding: the primary is not lost"),
     (E.HOLD_EVIDENCE_MISSING, R.HOLD_EVIDENCE_MISSING, "holding: no promotion without it"),
+    (
+        E.HOLD_REPLICA_STALE,
+        R.HOLD_REPLICA_STALE,
+        "holding: a stale replica is not promoted automatically "
+        "(`monha-ctl failover --force` promotes it and says what it had not applied)",
+    ),
 )
 _CLEARED = "stay no longer: the completion flag was cleared, monitoring starts again from healthy"
 _BLOCKED = (
@@ -228,6 +243,7 @@ class Assessment:
     failures: int
     host_down: bool = False
     fence_required: bool = False
+    icmp_losses: int = 0  # the primary's ICMP probes lost in a row, counting this tick's
 
 
 def _down(probe: ProbeResult) -> bool:
@@ -262,6 +278,7 @@ _PLAN_MOOT = frozenset(
         E.HOLD_ISOLATED,
         E.HOLD_PARTITION,
         E.HOLD_REPLICA_CONNECTED,
+        E.HOLD_REPLICA_STALE,
     }
 )
 
@@ -272,12 +289,15 @@ def assess(
     prior_failures: int = 0,
     *,
     next_attempt_at: float | None = None,
+    history: MonitorState | None = None,
 ) -> Assessment:
     """The event this observation amounts to, with its evidence in words.
 
     `prior_failures` is the count of consecutive failed MySQL probes before this tick (kept in
     MonitorState); the threshold depends on it, the observation alone cannot say.
     `next_attempt_at` is when a stopped plan may be retried (MonitorState's back-off).
+    `history` is the state before this tick, for what earlier ticks saw (ICMP losses in a row,
+    the replica's health before the fault).
 
     An open plan in the journal is judged with a fresh look at the primary (the evidence is
     re-checked before every attempt): once it changed a node (`plan_committed`), only finishing
@@ -286,9 +306,11 @@ def assess(
     answers again or a hold rule applies, and otherwise waits for the evidence.
     """
     n = failures_after(prior_failures, obs)
+    before = history or MonitorState()
+    losses = before.icmp_losses + 1 if _down(obs.primary_icmp) else 0
 
     def event(ev: Event, text: str) -> Assessment:
-        return Assessment(ev, text, n)
+        return Assessment(ev, text, n, icmp_losses=losses)
 
     if obs.flag_present:
         return event(E.FLAG_PRESENT, f"completion flag present ({policy.plan.flag_file or '?'})")
@@ -301,7 +323,7 @@ def assess(
         )
     if obs.journal_problem:
         return event(E.JOURNAL_UNREADABLE, obs.journal_problem)
-    fresh = _assess_primary(obs, policy, n)
+    fresh = _assess_primary(obs, policy, n, before, losses)
     if not obs.journal_open:
         return fresh
     due = next_attempt_at is None or obs.at >= next_attempt_at
@@ -341,12 +363,14 @@ def assess(
     )
 
 
-def _assess_primary(obs: Observation, policy: Policy, n: int) -> Assessment:
+def _assess_primary(
+    obs: Observation, policy: Policy, n: int, before: MonitorState, losses: int
+) -> Assessment:
     """What the probes say of the primary, the journal aside (see `assess`)."""
     primary, m = obs.primary, obs.primary_mysql
 
     def event(ev: Event, text: str, **kw: bool) -> Assessment:
-        return Assessment(ev, text, n, **kw)
+        return Assessment(ev, text, n, icmp_losses=losses, **kw)
 
     if m.status is ProbeStatus.OK:
         return event(E.PRIMARY_OK, f"{primary}'s MySQL answered")
@@ -406,19 +430,25 @@ def _assess_primary(obs: Observation, policy: Policy, n: int) -> Assessment:
     if silent_s is not None and silent_s > policy.replica_silence_s:
         lost_why.append(f"silent for {silent_s:g} s")
     lost = bool(lost_why)
-    icmp_down, ssh_ok = _down(obs.primary_icmp), obs.primary_ssh.status is ProbeStatus.OK
+    # One lost ping on a lossy link is not a dead host: several in a row, and SSH failing.
+    icmp_down = losses >= policy.host_down_icmp_losses
+    ssh_ok = obs.primary_ssh.status is ProbeStatus.OK
     host_down = icmp_down and _down(obs.primary_ssh)
     replica = (
         f"the replica lost it ({', '.join(lost_why)})" if lost else "the replica still hears it"
     )
+    icmp = _said(obs.primary_icmp) + (f", {losses} lost in a row" if losses else "")
     host = (
-        f"ICMP {_said(obs.primary_icmp)}, SSH {_said(obs.primary_ssh)}"
+        f"ICMP {icmp}, SSH {_said(obs.primary_ssh)}"
         if not host_down
-        else "its host is down (ICMP and SSH failed)"
+        else f"its host is down ({losses} ICMP probes lost in a row, and SSH failed)"
     )
+    stale = stale_replica(status, before, obs.at, policy.max_lag_s)
     if policy.witnesses:
         if not (lost or host_down):
             return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} and {host}")
+        if stale:
+            return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
         said = "; ".join(f"{w.target}: {w.detail}" for w in results if w.answered and w.detail)
         where = f"witness {', '.join(answering)} answered and none sees it" + (
             f" ({said})" if said else ""
@@ -431,6 +461,8 @@ def _assess_primary(obs: Observation, policy: Policy, n: int) -> Assessment:
         )
     if not lost:
         return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} (no witness configured)")
+    if stale:
+        return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
     if not (icmp_down or ssh_ok):
         return event(
             E.HOLD_EVIDENCE_MISSING,
@@ -441,6 +473,53 @@ def _assess_primary(obs: Observation, policy: Policy, n: int) -> Assessment:
         E.PRIMARY_LOST,
         f"{head}; {replica}; {host}; no witness configured",
         host_down=host_down,
+    )
+
+
+def stale_replica(status: ReplicaStatus, before: MonitorState, at: float, max_lag_s: float) -> str:
+    """Why this replica must not be promoted automatically, in words; "" when it may be.
+
+    Its SQL thread stopped or failed (nothing received since is applied: days of history may
+    be missing); its IO thread failing, or its lag, as last seen while the primary still
+    answered (once the primary is gone the replica's own figures say nothing), for longer
+    than `max_lag_s`.
+    """
+    why = []
+    if status.sql_running != "Yes":
+        why.append(f"its SQL thread is {status.sql_running or 'not running'}")
+    if status.last_sql_errno:
+        why.append(f"its SQL thread failed with error {status.last_sql_errno}")
+    if status.last_sql_error:
+        why[-1] += f" ({status.last_sql_error[:200]})"
+    fault_at = before.first_failure_at if before.first_failure_at is not None else at
+    failing = before.io_failing_since
+    if failing is not None and fault_at - failing > max_lag_s:
+        why.append(
+            f"its IO thread had been failing for {fault_at - failing:.0f} s before the fault "
+            f"(probe.max_lag_s = {max_lag_s:g})"
+        )
+    if before.lag_s is not None and before.lag_s > max_lag_s:
+        why.append(
+            f"it lagged {before.lag_s:g} s behind before the fault (probe.max_lag_s = "
+            f"{max_lag_s:g})"
+        )
+    return "; ".join(why)
+
+
+def _history(state: MonitorState, obs: Observation, losses: int) -> MonitorState:
+    """What this tick adds to what later ticks must remember (see MonitorState)."""
+    rv = obs.replica_view.status
+    lag, failing = state.lag_s, state.io_failing_since
+    if obs.primary_mysql.answered and rv is not None and rv.configured:
+        # Only while the primary answers: a fault's own effects must not count as staleness.
+        lag = None if rv.seconds_behind is None else float(rv.seconds_behind)
+        failing = None if rv.io_ok else (failing if failing is not None else obs.at)
+    return replace(
+        state,
+        icmp_losses=losses,
+        lag_s=lag,
+        io_failing_since=failing,
+        primary_position=obs.primary_position or state.primary_position,
     )
 
 
@@ -476,7 +555,13 @@ def plan_stopped(state: MonitorState, at: float) -> MonitorState:
 
 def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     """One tick: the next state, the plan (if any), and why. Pure: same inputs, same output."""
-    a = assess(obs, policy, state.consecutive_failures, next_attempt_at=state.next_attempt_at)
+    a = assess(
+        obs,
+        policy,
+        state.consecutive_failures,
+        next_attempt_at=state.next_attempt_at,
+        history=state,
+    )
     row = row_for(state.state, a.event)
     plan = _plan(row, a, obs, policy)
     # An abandoned plan keeps the count: a primary still dead fails over on the next tick.
@@ -492,7 +577,7 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     # The back-off lives while the open plan does: a new plan, or leaving failing_over, resets it.
     keep_retry = row.target is F and row.plan is not P.FAILOVER
     nxt = replace(
-        state,
+        _history(state, obs, a.icmp_losses),
         state=row.target,
         consecutive_failures=a.failures if counting else 0,
         first_failure_at=first,

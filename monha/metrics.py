@@ -118,6 +118,13 @@ class Metrics:
             "When the last failover finished (Unix time); 0 if never",
             registry=r,
         )
+        self.unreceived = Gauge(
+            "monha_last_failover_unreceived_transactions",
+            "Transactions the promoted node had not received at the last failover, as of the "
+            "old primary's last known position (an upper bound of the loss); -1 if unknown",
+            registry=r,
+        )
+        self.unreceived.set(-1)
         self.step_duration = Gauge(
             "monha_last_failover_step_duration_seconds",
             "Duration of each step of the last failover",

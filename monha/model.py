@@ -146,6 +146,9 @@ class Observation:
     plan_committed: bool = False
     # Non-empty when the journal exists but cannot be replayed: what is wrong, naming the file.
     journal_problem: str = ""
+    # The primary's own binary log end, read from it this tick (None: it did not answer).
+    # The last one known before a fault bounds what a failover may lose.
+    primary_position: BinlogCoordinates | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,9 @@ class Event(StrEnum):
     HOLD_PARTITION = "hold_partition"  # threshold reached, but a witness still sees the primary
     HOLD_REPLICA_CONNECTED = "hold_replica_connected"  # the replica still hears the primary
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"  # some evidence needed to decide is missing
+    # threshold reached, but the replica is stale or broken: its SQL thread stopped or failed,
+    # its IO thread was failing before the fault, or it lagged more than probe.max_lag_s
+    HOLD_REPLICA_STALE = "hold_replica_stale"
     # An open plan stopped at a failed step; its next attempt is not due yet (back-off).
     PLAN_RETRY_WAIT = "plan_retry_wait"
     # An open plan that changed nothing yet, while the primary answers again or a hold rule
@@ -212,6 +218,7 @@ class ReasonCode(StrEnum):
     HOLD_PARTITION = "hold_partition"
     HOLD_REPLICA_CONNECTED = "hold_replica_connected"
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"
+    HOLD_REPLICA_STALE = "hold_replica_stale"
     FAILOVER_RETRY_WAIT = "failover_retry_wait"
     FAILOVER_ABANDONED = "failover_abandoned"
     FAILOVER_SUPERSEDED = "failover_superseded"
@@ -307,6 +314,14 @@ class MonitorState:
     failover_started_at: float | None = None
     plan_attempts: int = 0
     next_attempt_at: float | None = None
+    # What the last ticks said before a fault, kept for the failover's own checks:
+    # ICMP probes of the primary lost in a row ("host down" needs several); the replica's lag
+    # and since when its IO thread has failed, both as last seen while the primary answered
+    # (the stale-replica guard); the primary's last known binlog position (the loss bound).
+    icmp_losses: int = 0
+    lag_s: float | None = None
+    io_failing_since: float | None = None
+    primary_position: BinlogCoordinates | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,8 +44,9 @@ def run(observations: list[Observation], pol: fsm.Policy = POLICY) -> list[Decis
 
 
 def at_threshold(obs: Observation, pol: fsm.Policy = POLICY) -> Decision:
-    """Decide the tick on which the failure count reaches the threshold."""
-    return decide(SUSPECT3, obs, pol)
+    """Decide the tick on which the failure count reaches the threshold (the ticks before saw
+    the same: ICMP, if lost now, was lost on them too)."""
+    return decide(replace(SUSPECT3, icmp_losses=pol.host_down_icmp_losses - 1), obs, pol)
 
 
 # --- The table. ------------------------------------------------------------------------------
@@ -386,7 +387,7 @@ def test_a_failed_fence_command_is_abandoned_once_the_primary_answers() -> None:
 
 
 def test_a_plan_whose_old_host_died_is_superseded_keeping_the_count() -> None:
-    failing = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, 995.0)
+    failing = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, 995.0, icmp_losses=2)
     dead = lost_obs(at=1000.0, icmp=TIMEOUT, ssh=TIMEOUT, journal_open=True)
     d = decide(failing, dead, POLICY)
     assert d.plan_kind is PlanKind.ABANDON and d.event is Event.PLAN_SUPERSEDED
