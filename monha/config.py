@@ -107,6 +107,31 @@ def _argv(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+def _prefix(value: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not arg or "\x00" in arg or "\n" in arg for arg in value):
+        raise ValueError("arguments must be non-empty, without NUL or newline characters")
+    return value
+
+
+# Placeholders an SSH-side check may use; each is replaced in its own argument (no shell).
+CHECK_PLACEHOLDERS = ("mysql_port",)
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def _check_argv(value: tuple[str, ...]) -> tuple[str, ...]:
+    for arg in value:
+        for name in _PLACEHOLDER.findall(arg):
+            if name not in CHECK_PLACEHOLDERS:
+                known = ", ".join("{" + p + "}" for p in CHECK_PLACEHOLDERS)
+                raise ValueError(f"unknown placeholder {{{name}}} in {arg!r} (known: {known})")
+    return value
+
+
+def fill_placeholders(argv: tuple[str, ...], *, mysql_port: int) -> tuple[str, ...]:
+    """The check's argv for one node: each placeholder replaced inside its argument."""
+    return tuple(arg.replace("{mysql_port}", str(mysql_port)) for arg in argv)
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -145,10 +170,12 @@ class Ssh(Base):
     key_file: AbsPath
     known_hosts: AbsPath
     connect_timeout_s: Timeout = 3.0
-    # Put before every privileged command run on a node whose ssh_user is not root (the VIP,
-    # services, mysqld, the flag directory), e.g. ["sudo", "-n"]: -n makes a missing sudoers
-    # rule an error at once instead of a password prompt that waits forever.
-    privilege_prefix: Annotated[tuple[str, ...], Field(strict=False)] = ()
+    # Put before every privileged command monha runs on a node whose ssh_user is not root
+    # (the VIP and arping, stopping or killing mysqld, the flag/epoch/journal files, binlog
+    # salvage), e.g. ["sudo", "-n"]: -n makes a missing sudoers rule an error at once instead
+    # of a password prompt that waits forever. Commands the operator wrote (services, agents,
+    # the fence command) run as written. Also used locally when the daemon is not root.
+    privilege_prefix: Annotated[tuple[str, ...], Field(strict=False), AfterValidator(_prefix)] = ()
 
 
 class Vip(Base):
@@ -178,6 +205,10 @@ class Mysql(Base):
     # Stops the MySQL service for good on a node whose MySQL cannot take read_only (it is down
     # and its supervisor might bring it back writable). Optional.
     stop_command: Argv | None = None
+    # mysqld's pid file on each node (its pid_file setting). When set, a fence whose read_only
+    # and stop command both failed kills that pid with SIGKILL over SSH (the only signal a
+    # SIGSTOPped mysqld obeys at once), checking first that the pid is a mysqld. Optional.
+    pid_file: AbsPath | None = None
 
     @model_validator(mode="after")
     def _one_password_each(self) -> Self:
@@ -226,14 +257,16 @@ class Probe(Base):
     host_down_icmp_losses: Annotated[int, Field(ge=1, le=100)] = 3
     # Run on the primary over SSH each tick: exit 0 means its MySQL answers locally, so a
     # failed probe from here is the network's fault. mysqladmin ping exits 0 even when access
-    # is denied, so it needs no credentials.
-    ssh_mysql_check: Argv = (
+    # is denied, so it needs no credentials. "{mysql_port}" is replaced by the node's
+    # mysql_port in each argument (no shell); monha bounds the check remotely with `timeout`,
+    # so a hung mysqld reads as "SSH works, MySQL hangs", not as an SSH timeout.
+    ssh_mysql_check: Annotated[Argv, AfterValidator(_check_argv)] = (
         "/usr/bin/mysqladmin",
         "--no-defaults",
         "--connect-timeout=1",
         "--protocol=tcp",
         "--host=127.0.0.1",
-        "--port=3306",
+        "--port={mysql_port}",
         "ping",
     )
 

@@ -8,9 +8,11 @@ here: handles connect on first use.
 
 from __future__ import annotations
 
+import os
+
 from monha.config import Config, Node, Witness
 from monha.mysql import Server
-from monha.runners import SshRunner
+from monha.runners import LocalRunner, SshRunner
 
 
 def local_server(cfg: Config, me: str, password: str, timeout_s: float = 5.0) -> Server:
@@ -45,6 +47,13 @@ def ssh_runner(cfg: Config, name: str) -> SshRunner:
     return _ssh(cfg, cfg.node(name))
 
 
+def local_runner(cfg: Config) -> LocalRunner:
+    """This node's commands. The daemon normally runs as root; if it does not, its privileged
+    commands get `ssh.privilege_prefix` like a peer reached as a user other than root."""
+    prefix = cfg.ssh.privilege_prefix if os.geteuid() != 0 else ()
+    return LocalRunner(privilege_prefix=prefix)
+
+
 def witness_runners(cfg: Config) -> dict[str, SshRunner]:
     """SSH to each witness that has an `ssh_user`, by name, with the same key and known_hosts."""
     return {w.name: _ssh(cfg, w) for w in cfg.witness if w.ssh_user}
@@ -52,6 +61,8 @@ def witness_runners(cfg: Config) -> dict[str, SshRunner]:
 
 def _ssh(cfg: Config, host: Node | Witness) -> SshRunner:
     assert host.ssh_user is not None
+    # Only a node gets the prefix: monha never runs a privileged command on a witness.
+    privileged = isinstance(host, Node) and host.ssh_user != "root"
     return SshRunner(
         host.address,
         host.ssh_port,
@@ -59,4 +70,5 @@ def _ssh(cfg: Config, host: Node | Witness) -> SshRunner:
         cfg.ssh.key_file,
         cfg.ssh.known_hosts,
         cfg.ssh.connect_timeout_s,
+        privilege_prefix=cfg.ssh.privilege_prefix if privileged else (),
     )

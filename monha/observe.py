@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monha import probes
-from monha.config import Config, Witness
+from monha.config import Config, Witness, fill_placeholders
 from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
-from monha.model import Observation, ProbeResult, ProbeStatus
-from monha.mysql import Server, probe_alive
+from monha.model import BinlogCoordinates, Observation, ProbeResult, ProbeStatus
+from monha.mysql import MySQLError, Server, probe_alive
 from monha.runners import Runner, RunnerError, RunnerTimeout, SshRunner
 
 
@@ -87,8 +87,8 @@ class Observer:
         witnessed = asyncio.gather(
             *(self._witness(w, bounded(p.icmp_timeout_s)) for w in self.cfg.witness)
         )
-        (mysql, icmp, (ssh, local_mysql), replica), witnesses = await asyncio.gather(
-            fixed, witnessed
+        (mysql, icmp, (ssh, local_mysql), replica), witnesses, position = await asyncio.gather(
+            fixed, witnessed, self._position(bounded(p.mysql_timeout_s))
         )
         witness_results = tuple(witnesses)
         journal_open, committed, problem = False, False, ""
@@ -115,7 +115,17 @@ class Observer:
             journal_open=journal_open,
             plan_committed=committed,
             journal_problem=problem,
+            primary_position=position,
         )
+
+    async def _position(self, timeout_s: float) -> BinlogCoordinates | None:
+        """The primary's binlog end (and GTID position) this tick; None when it does not say.
+        The last one known before a fault bounds what a failover may lose."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.peers.primary.binlog_coordinates(timeout_s)
+        except (TimeoutError, MySQLError):
+            return None
 
     async def _witness(self, w: Witness, timeout_s: float) -> ProbeResult:
         """Whether the witness answers this node, and, for a witness asked over SSH, whether
@@ -193,11 +203,18 @@ class Observer:
 
     async def _ssh(self, timeout_s: float) -> tuple[ProbeResult, ProbeResult]:
         """One command over SSH gives two facts: SSH reaches the primary (any exit status came
-        back), and whether its MySQL answers on its own host (exit 0 of the check)."""
-        peer, argv = self.peer.name, self.cfg.probe.ssh_mysql_check
+        back), and whether its MySQL answers on its own host (exit 0 of the check).
+
+        The check runs under its own, shorter `timeout` on the primary: a hung mysqld then ends
+        it with exit 124 well inside the probe's bound, which reads "SSH works, MySQL hangs"
+        (a host monha can fence over SSH), not "SSH timed out" (a host it cannot reach).
+        """
+        peer = self.peer.name
+        check = fill_placeholders(self.cfg.probe.ssh_mysql_check, mysql_port=self.peer.mysql_port)
+        argv = ["timeout", "-k", "0.2", f"{check_bound(timeout_s):.2f}", *check]
         start = time.monotonic()
         try:
-            result = await self.peers.ssh.run(list(argv), timeout_s)
+            result = await self.peers.ssh.run(argv, timeout_s)
         except RunnerError as exc:
             status = ProbeStatus.TIMEOUT if isinstance(exc, RunnerTimeout) else ProbeStatus.FAILED
             took = time.monotonic() - start
@@ -206,12 +223,15 @@ class Observer:
                 skipped("ssh_mysql", peer),
             )
         took = result.duration_s
-        if result.timed_out or result.exit_status == REMOTE_TIMEOUT_EXIT:
+        if result.timed_out:
             return (
                 ProbeResult("ssh", self.peer.address, ProbeStatus.TIMEOUT, took, result.summary()),
                 skipped("ssh_mysql", peer),
             )
         ssh = ProbeResult("ssh", self.peer.address, ProbeStatus.OK, took)
+        if result.exit_status == REMOTE_TIMEOUT_EXIT:  # the check's own bound: MySQL hangs
+            hung = f"no answer on its host within {check_bound(timeout_s):.2f} s"
+            return ssh, ProbeResult("ssh_mysql", peer, ProbeStatus.TIMEOUT, took, hung)
         if result.exit_status == 0:
             return ssh, ProbeResult("ssh_mysql", peer, ProbeStatus.OK, took)
         if result.exit_status == 1:  # the check ran and its server did not answer
@@ -228,6 +248,12 @@ class Observer:
 
 def skipped(name: str, target: str) -> ProbeResult:
     return ProbeResult(name, target, ProbeStatus.SKIPPED)
+
+
+def check_bound(probe_timeout_s: float) -> float:
+    """The remote bound of the SSH-side MySQL check: 60 % of the probe's, leaving the rest for
+    the session to open and the exit status to come back."""
+    return max(0.2, probe_timeout_s * 0.6)
 
 
 # The exit status of coreutils' `timeout`, with which the SSH runner bounds remote commands.

@@ -165,7 +165,13 @@ class LocalRunner:
 
     The process group is what a timeout kills, so a command's children (a shell script's
     pipeline, say) die with it and nothing keeps running after the step gave up on it.
+
+    `privilege_prefix` is not applied by `run`: it is what `as_root` puts before a privileged
+    command (see PrivilegedRunner).
     """
+
+    def __init__(self, *, privilege_prefix: Sequence[str] = ()) -> None:
+        self.privilege_prefix = tuple(privilege_prefix)
 
     def describe(self) -> str:
         return "local"
@@ -258,8 +264,10 @@ class SshRunner:
         connect_timeout_s: float,
         *,
         remote_timeout: bool = True,
+        privilege_prefix: Sequence[str] = (),
     ) -> None:
         self.host, self.port, self.user = host, port, user
+        self.privilege_prefix = tuple(privilege_prefix)  # for `as_root`, never applied by run
         self.remote_timeout = remote_timeout
         self.key_file, self.known_hosts = str(key_file), str(known_hosts)
         self.connect_timeout_s = connect_timeout_s
@@ -462,6 +470,60 @@ class SshRunner:
                 name, self.host, ProbeStatus.FAILED, result.duration_s, result.summary()
             )
         return ProbeResult(name, self.host, ProbeStatus.OK, result.duration_s)
+
+
+class PrivilegedRunner:
+    """A runner whose every command is prefixed with the node's privilege prefix (`sudo -n`).
+
+    Made by `as_root` for the commands monha itself needs root for on a node reached as a
+    user that is not root: the VIP (`ip addr add/del`, `arping`), stopping or killing mysqld,
+    the flag, epoch and journal files, reading and applying binary logs. Commands the operator
+    wrote (cold-standby services, agents, the fence command) run through the plain runner, as
+    written: the operator chose their user and may have put `sudo` in them already.
+
+    The prefix goes inside the SSH runner's `timeout` wrapper (`timeout ... sudo -n ip ...`),
+    so sudoers needs rules for the commands themselves, never for `timeout`; sudo relays the
+    wrapper's signals to the command.
+    """
+
+    def __init__(self, inner: Runner, prefix: Sequence[str]) -> None:
+        if not prefix:
+            raise ValueError("a privileged runner needs a non-empty prefix")
+        self.inner, self.prefix = inner, tuple(prefix)
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} via {' '.join(self.prefix)}"
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        timeout_s: float,
+        input: bytes | None = None,
+        *,
+        max_output_bytes: int | None = None,
+    ) -> CommandResult:
+        args = _check_argv(argv)
+        return await self.inner.run(
+            [*self.prefix, *args], timeout_s, input, max_output_bytes=max_output_bytes
+        )
+
+
+def as_root(runner: Runner) -> Runner:
+    """The runner for a command that needs root on the runner's node: prefixed with its
+    `privilege_prefix` when it has one, else the runner itself (root already, or a test's
+    fake). Never prefixes twice."""
+    if isinstance(runner, PrivilegedRunner):
+        return runner
+    prefix: tuple[str, ...] = getattr(runner, "privilege_prefix", ())
+    return PrivilegedRunner(runner, prefix) if prefix else runner
+
+
+def unprivileged(runner: Runner) -> Runner:
+    """The runner for a command the operator wrote: never prefixed."""
+    return runner.inner if isinstance(runner, PrivilegedRunner) else runner
 
 
 async def _feed_ssh(stdin: Any, data: bytes | None) -> None:

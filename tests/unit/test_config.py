@@ -97,6 +97,19 @@ BAD: list[tuple[str, str, object, str]] = [
         "nodes[0].mysql_port: Input should be less than or equal to 65535 (got 70000)",
     ),
     ("nodes.0", "ssh_port", "22", "nodes[0].ssh_port: Input should be a valid integer (got '22')"),
+    (
+        "probe",
+        "ssh_mysql_check",
+        ["/usr/bin/mysqladmin", "--port={port}", "ping"],
+        "probe.ssh_mysql_check: unknown placeholder {port} in '--port={port}' "
+        "(known: {mysql_port})",
+    ),
+    (
+        "ssh",
+        "privilege_prefix",
+        ["sudo", ""],
+        "ssh.privilege_prefix: arguments must be non-empty",
+    ),
     ("vip", "prefix", 33, "vip.prefix: Input should be less than or equal to 32 (got 33)"),
     (
         "vip",

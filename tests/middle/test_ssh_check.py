@@ -1,0 +1,52 @@
+"""The SSH-side MySQL check (issue 12, defects 4 and 9): it is bounded on the primary itself, so
+a hung mysqld on a live host reads "SSH works, MySQL hangs" (a host that can be fenced) and not
+"SSH timed out"; and it asks the node's own MySQL port, not 3306. The check runs for real here,
+on this machine, through a runner that executes it locally.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from monha.model import ProbeStatus
+from monha.observe import Observer, check_bound
+from tests.middle.test_witness import Scripted, observer
+
+
+def with_check(tmp_path: Path, *argv: str, port: int = 3306) -> Observer:
+    w = observer(tmp_path, Scripted(), peer_port=port)
+    w.peers.ssh = Scripted()  # type: ignore[assignment]  # runs the check here, for real
+    probe = w.cfg.probe.model_copy(update={"ssh_mysql_check": argv})
+    w.cfg = w.cfg.model_copy(update={"probe": probe})
+    return w
+
+
+async def test_defect4_a_hung_check_is_ssh_ok_and_mysql_hanging(tmp_path: Path) -> None:
+    w = with_check(tmp_path, "sleep", "30")
+    start = time.monotonic()
+    ssh, local = await w._ssh(1.0)
+    took = time.monotonic() - start
+    assert ssh.status is ProbeStatus.OK, ssh.detail
+    assert local.status is ProbeStatus.TIMEOUT, local.detail
+    assert "no answer on its host" in local.detail
+    assert took < 1.0, f"the remote bound ({check_bound(1.0)} s) did not end the check: {took}"
+
+
+async def test_defect4_an_answering_check_is_alive_and_a_refusal_is_failed(
+    tmp_path: Path,
+) -> None:
+    ssh, local = await with_check(tmp_path, "true")._ssh(1.0)
+    assert (ssh.status, local.status) == (ProbeStatus.OK, ProbeStatus.OK)
+    ssh, local = await with_check(tmp_path, "false")._ssh(1.0)
+    assert (ssh.status, local.status) == (ProbeStatus.OK, ProbeStatus.FAILED)
+
+
+async def test_defect9_the_check_asks_the_nodes_own_port(tmp_path: Path) -> None:
+    script = '[ "$0" = "--port=4406" ]'
+    w = with_check(tmp_path, "bash", "-c", script, "--port={mysql_port}", port=4406)
+    _, local = await w._ssh(1.0)
+    assert local.status is ProbeStatus.OK, local.detail
+    w = with_check(tmp_path, "bash", "-c", script, "--port={mysql_port}", port=3306)
+    _, local = await w._ssh(1.0)
+    assert local.status is ProbeStatus.FAILED, local.detail
