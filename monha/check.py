@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from monha.journal import Journal, RecordError, read_flag
 from monha.model import ProbeStatus, ReplicaStatus, Step
 from monha.mysql import MySQLError, Server, probe_alive
 from monha.plan import build_failover_plan
-from monha.runners import LocalRunner, Runner, RunnerError
+from monha.runners import CommandResult, LocalRunner, Runner, RunnerError, as_root, unprivileged
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -63,6 +64,9 @@ class NodeFacts:
     # SemiSyncState.as_dict(); None when it could not be read (see semi_sync_detail).
     semi_sync: dict[str, Any] | None = None
     semi_sync_detail: str = ""
+    # Privileged commands that the node's privilege prefix does not let through (empty: all
+    # passed, or no prefix is configured for it).
+    privilege_problems: list[str] = field(default_factory=list)
 
     @property
     def replicates(self) -> bool | None:
@@ -121,7 +125,7 @@ class Handles:
         local = handles.local_server(cfg, me, pw)
         remote = handles.remote_server(cfg, peer.name, pw)
         ssh = handles.ssh_runner(cfg, peer.name)
-        return cls({me: LocalRunner(), peer.name: ssh}, {me: local, peer.name: remote})
+        return cls({me: handles.local_runner(cfg), peer.name: ssh}, {me: local, peer.name: remote})
 
     async def close(self) -> None:
         for closer in [
@@ -182,6 +186,8 @@ async def _commands(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> 
         facts.holds_vip = await holds_vip(cfg, runner, facts.name, t)
     except RunnerError as exc:
         facts.vip_detail = str(exc)
+    if as_root(runner) is not runner:
+        facts.privilege_problems = await _privileged(cfg, facts.name, as_root(runner), t)
     for svc in cfg.services.cold_standby:
         try:
             res = await runner.run(list(svc.status), min(t, svc.timeout_s))
@@ -191,6 +197,53 @@ async def _commands(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> 
         # LSB: 0 running, 3 stopped; anything else says nothing certain.
         status = res.exit_status
         facts.services[svc.name] = True if status == 0 else False if status == 3 else None
+
+
+# An address no node holds (TEST-NET-1): deleting it is refused as absent when the command
+# may run as root, and as "not permitted" (or by sudo) when it may not. Nothing changes.
+_ABSENT_ADDRESS = "192.0.2.1/32"
+
+
+async def _privileged(cfg: Config, node: str, root: Runner, t: float) -> list[str]:
+    """Run the privileged commands a failover needs, harmlessly, through the privilege prefix
+    (`sudo -n`): the VIP's `ip addr del` (of an absent address), the flag directory's shell
+    (is it writable?), and, with sudo, whether `arping` is allowed. A problem per refusal."""
+    out: list[str] = []
+    iface = cfg.node(node).interface
+    flag_dir = str(Path(cfg.failover.flag_file).parent)
+    prefix = tuple(getattr(root, "prefix", ()))
+    absent = ("Cannot assign", "Address not found")
+    tries: list[tuple[str, Runner, list[str], Callable[[CommandResult], bool]]] = [
+        (
+            "ip addr del",
+            root,
+            ["ip", "addr", "del", _ABSENT_ADDRESS, "dev", iface],
+            lambda r: any(x in _output(r) for x in absent),
+        ),
+        (f"writing in {flag_dir}", root, ["sh", "-c", 'test -w "$0"', flag_dir], _ok),
+    ]
+    if prefix and Path(prefix[0]).name == "sudo":
+        # arping sends packets: ask sudo whether it would run it (-l), without running it.
+        tries.append(("arping", unprivileged(root), [prefix[0], "-n", "-l", "arping"], _ok))
+    via = " ".join(prefix)
+    for what, runner, argv, allowed in tries:
+        try:
+            result = await runner.run(argv, t)
+        except RunnerError as exc:
+            out.append(f"{node}: {what} through {via}: {exc}")
+            continue
+        if not allowed(result):
+            said = _output(result) or result.summary()
+            out.append(f"{node}: {what} through {via} is refused: {said}")
+    return out
+
+
+def _ok(result: CommandResult) -> bool:
+    return result.ok
+
+
+def _output(result: CommandResult) -> str:
+    return (result.stderr or result.stdout).decode(errors="replace").strip()
 
 
 async def _replication_login(cfg: Config, facts: NodeFacts, t: float) -> None:
@@ -312,6 +365,7 @@ def problems(cfg: Config, s: Survey) -> list[str]:
                 where = ", ".join(running) or "no node"
                 out.append(f"{svc.name} runs on {where}; it must run on {primary} only")
     for n in s.nodes.values():
+        out += n.privilege_problems
         if n.holds_vip is None and n.vip_detail:
             out.append(f"{n.name}: cannot tell whether it holds the VIP: {n.vip_detail}")
     if s.flag_error:

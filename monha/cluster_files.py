@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from monha.runners import CommandResult, Runner, RunnerError
+from monha.runners import CommandResult, Runner, RunnerError, as_root
 from monha.split_brain import Epoch, next_epoch
 from monha.steps import Nodes
 
@@ -67,7 +67,7 @@ async def _script(
 ) -> CommandResult | None:
     """Run one of the fixed scripts on `path`; None when it said the file is absent (3)."""
     try:
-        res = await _run(runner, ["sh", "-c", script, "sh", path], timeout_s, data)
+        res = await _run(as_root(runner), ["sh", "-c", script, "sh", path], timeout_s, data)
     except RunnerError as exc:
         raise ClusterFileError(f"{doing} {path} on {node}: {exc}") from None
     if res.exit_status == 3:

@@ -53,7 +53,7 @@ from monha.mysql import MySQLError
 from monha.observe import Observer, Peers, local_node
 from monha.operations import Operations
 from monha.plan import describe
-from monha.runners import LocalRunner, RunnerError
+from monha.runners import RunnerError
 from monha.sdnotify import Notifier
 from monha.split_brain import isolation_fencing
 from monha.steps import Nodes, ReplicationSource, drain_background
@@ -137,7 +137,7 @@ def real_wiring(cfg: Config, me: str) -> Wiring:
     ssh = handles.ssh_runner(cfg, peer.name)
     peers = Peers(local=local, primary=remote, ssh=ssh, witnesses=handles.witness_runners(cfg))
     nodes = Nodes(
-        runners={me: LocalRunner(), peer.name: ssh},
+        runners={me: handles.local_runner(cfg), peer.name: ssh},
         mysql={me: local, peer.name: remote},
     )
     repl_pw = cfg.mysql.replication_secret().get_secret_value()

@@ -488,9 +488,8 @@ def stale_replica(status: ReplicaStatus, before: MonitorState, at: float, max_la
     if status.sql_running != "Yes":
         why.append(f"its SQL thread is {status.sql_running or 'not running'}")
     if status.last_sql_errno:
-        why.append(f"its SQL thread failed with error {status.last_sql_errno}")
-    if status.last_sql_error:
-        why[-1] += f" ({status.last_sql_error[:200]})"
+        text = f" ({status.last_sql_error[:200]})" if status.last_sql_error else ""
+        why.append(f"its SQL thread failed with error {status.last_sql_errno}{text}")
     fault_at = before.first_failure_at if before.first_failure_at is not None else at
     failing = before.io_failing_since
     if failing is not None and fault_at - failing > max_lag_s:

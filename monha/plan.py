@@ -82,6 +82,7 @@ class PlanInputs:
     fence_command_timeout_s: float = 30.0
     fence_timeout_s: float = 10.0
     mysql_stop_argv: tuple[str, ...] = ()
+    mysql_pid_file: str = ""  # empty: a fence never kills mysqld
     catchup_timeout_s: float = 30.0
     # Binlog salvage: empty index = off. The tool runs on the old primary; apply_argv here.
     salvage_binlog_index: str = ""
@@ -116,6 +117,7 @@ class PlanInputs:
             fence_command_timeout_s=cfg.fence.timeout_s if cfg.fence else 30.0,
             fence_timeout_s=cfg.failover.fence_timeout_s,
             mysql_stop_argv=cfg.mysql.stop_command or (),
+            mysql_pid_file=str(cfg.mysql.pid_file or ""),
             catchup_timeout_s=cfg.failover.catchup_timeout_s,
             salvage_binlog_index=cfg.salvage.binlog_index or "",
             salvage_binlog_tool=cfg.salvage.binlog_tool,
@@ -153,7 +155,14 @@ def _fence(
     if ssh_reachable:
         return (
             _vip(p, StepKind.VIP_DOWN, old, STOP),
-            Step(StepKind.FENCE_MYSQL, old, p.fence_timeout_s, CONTINUE, (), p.mysql_stop_argv),
+            Step(
+                StepKind.FENCE_MYSQL,
+                old,
+                p.fence_timeout_s,
+                CONTINUE,
+                (("pid_file", p.mysql_pid_file),) if p.mysql_pid_file else (),
+                p.mysql_stop_argv,
+            ),
         )
     if use_command:
         return (

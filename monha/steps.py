@@ -26,7 +26,7 @@ from typing import Any
 from monha import binlog_io, probes
 from monha.model import BinlogCoordinates, Step, StepKind
 from monha.mysql import MySQLError, Server
-from monha.runners import CommandResult, Runner, RunnerError
+from monha.runners import CommandResult, Runner, RunnerError, as_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +85,18 @@ class _Budget:
 
 
 async def _run(
-    nodes: Nodes, step: Step, argv: list[str] | tuple[str, ...], timeout_s: float | None = None
+    nodes: Nodes,
+    step: Step,
+    argv: list[str] | tuple[str, ...],
+    timeout_s: float | None = None,
+    *,
+    privileged: bool = False,
 ) -> CommandResult:
+    """Run on the step's node: monha's own privileged commands (the VIP, ARP) through the
+    node's privilege prefix; the operator's commands as written."""
     runner = nodes.runners[step.node]
+    if privileged:
+        runner = as_root(runner)
     return await runner.run(list(argv), step.timeout_s if timeout_s is None else timeout_s)
 
 
@@ -180,7 +189,7 @@ async def vip_down(step: Step, nodes: Nodes) -> Outcome:
         return Outcome(True, f"{address} was not on {iface}")
     problems = []
     for entry in before:
-        result = await _run(nodes, step, entry.del_argv(iface), budget.left())
+        result = await _run(nodes, step, entry.del_argv(iface), budget.left(), privileged=True)
         # "Absent" here means someone else removed it meanwhile: the listing below decides.
         if not result.ok and not any(text in _text(result) for text in _ABSENT):
             problems.append(f"removing {entry}: {result.summary()}")
@@ -201,7 +210,7 @@ async def vip_up(step: Step, nodes: Nodes) -> Outcome:
     vip = f"{step.arg('address')}/{step.arg('prefix')}"
     iface = step.arg("interface")
     argv = ["ip", "addr", "add", vip, "dev", iface, "label", step.arg("label")]
-    result = await _run(nodes, step, argv)
+    result = await _run(nodes, step, argv, privileged=True)
     if not result.ok and not any(text in _text(result) for text in _PRESENT):
         return Outcome(False, f"adding {vip}: {result.summary()}")
     count = int(step.arg("arp_count", "0") or 0)
@@ -218,7 +227,7 @@ async def _start_arping(step: Step, nodes: Nodes, iface: str, count: int) -> str
     awaited by a tracked task (the executor drains those at shutdown).
     """
     argv = ["arping", "-U", "-c", str(count), "-I", iface, step.arg("address")]
-    runner = nodes.runners[step.node]
+    runner = as_root(nodes.runners[step.node])
     task = asyncio.get_running_loop().create_task(runner.run(argv, count + 5.0))
     nodes.background.add(task)
     task.add_done_callback(nodes.background.discard)
@@ -240,21 +249,44 @@ async def command_step(step: Step, nodes: Nodes) -> Outcome:
     return _command_outcome(await _run(nodes, step, step.argv), f"{step.kind} {name}")
 
 
-# fence_mysql: the share of the step's time that read_only may take when a stop command is
-# configured. A hung mysqld (SIGSTOPped, stuck in I/O) never answers; waiting the whole step
-# for it would leave no time to stop it, which is the one thing that fences it.
+# fence_mysql: the share of the step's time that read_only may take when a stop command or a
+# kill is configured. A hung mysqld (SIGSTOPped, stuck in I/O) never answers; waiting the whole
+# step for it would leave no time to stop it, which is the one thing that fences it.
 _READ_ONLY_SHARE = 0.4
+
+# Kills the mysqld named by a pid file ($0), after checking that the pid is a mysqld (a stale
+# pid file may name anything by now), and waits up to $1 tenths of a second for it to go.
+# Constant: the pid file's path is an argument. Exit 0: killed, or no mysqld running; 4: the
+# pid is not a mysqld; 5: still there after SIGKILL (stuck in the kernel).
+_KILL_MYSQLD = r"""
+pid=$(cat -- "$0" 2>/dev/null) || { echo "no pid file $0: no mysqld running"; exit 0; }
+case $pid in ''|*[!0-9]*) echo "pid file $0 holds no pid"; exit 4;; esac
+comm=$(cat "/proc/$pid/comm" 2>/dev/null) || { echo "pid $pid is gone"; exit 0; }
+case $comm in mysqld|mariadbd) ;; *) echo "pid $pid is $comm, not a mysqld"; exit 4;; esac
+kill -KILL "$pid" || exit 5
+i=0
+while [ "$i" -lt "$1" ]; do
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || state=Z
+  [ "$state" = Z ] && { echo "killed $comm pid $pid"; exit 0; }
+  sleep 0.1; i=$((i + 1))
+done
+echo "$comm pid $pid still there after SIGKILL (state $state)"; exit 5
+"""
 
 
 async def fence_mysql(step: Step, nodes: Nodes) -> Outcome:
     """read_only on the old primary; if its MySQL does not answer, stop it for good if we can.
 
-    With a stop command, read_only gets at most `_READ_ONLY_SHARE` of the step's time (at
-    least 1 s, but never more than half), and the stop command the rest.
+    With a stop command or a pid file, read_only gets at most `_READ_ONLY_SHARE` of the step's
+    time (at least 1 s, but never more than half). Then the operator's stop command; then, if
+    that failed or there is none and `mysql.pid_file` is set, SIGKILL of the mysqld it names
+    (as root): the only signal a SIGSTOPped or wedged mysqld obeys at once. A supervisor that
+    restarts it brings it back read_only by the re-fence watch.
     """
     server = nodes.mysql[step.node]
     budget = _Budget(step.timeout_s)
-    if step.argv:
+    pid_file = step.arg("pid_file")
+    if step.argv or pid_file:
         read_only_s = min(max(1.0, step.timeout_s * _READ_ONLY_SHARE), step.timeout_s / 2)
     else:
         read_only_s = budget.left()  # nothing else to spend the time on
@@ -266,16 +298,43 @@ async def fence_mysql(step: Step, nodes: Nodes) -> Outcome:
         reason = f"{server.describe()}: no answer to read_only within {read_only_s:g} s"
     except MySQLError as exc:
         reason = str(exc)
+    said = [f"MySQL did not answer ({reason})"]
     if step.argv:
-        what = f"MySQL did not answer ({reason}); stop command {step.argv[0]}"
+        # The kill, if any, keeps half of what is left: a stop command that hangs on a hung
+        # mysqld (mysqladmin shutdown, say) must not use up the one thing that works.
+        stop_s = budget.left() / 2 if pid_file else budget.left()
+        what = f"stop command {step.argv[0]}"
         try:
-            result = await _run(nodes, step, step.argv, budget.left())
+            result = await _run(nodes, step, step.argv, stop_s)
         except RunnerError as exc:
-            return Outcome(False, f"{what} could not run: {exc}")
-        return _command_outcome(result, what)
-    # Nothing to set: the server is down. If a supervisor restarts it writable, the re-fence
-    # watch after the failover sets read_only then.
-    return Outcome(False, f"MySQL did not answer ({reason}); no mysql.stop_command configured")
+            said.append(f"{what} could not run: {exc}")
+        else:
+            outcome = _command_outcome(result, what)
+            said.append(outcome.detail)
+            if outcome.ok:
+                return Outcome(True, "; ".join(said))
+    if pid_file:
+        return await _kill_mysqld(step, nodes, pid_file, budget, said)
+    if not step.argv:
+        # Nothing to set: the server is down. If a supervisor restarts it writable, the
+        # re-fence watch after the failover sets read_only then.
+        said.append("no mysql.stop_command or mysql.pid_file configured")
+    return Outcome(False, "; ".join(said))
+
+
+async def _kill_mysqld(
+    step: Step, nodes: Nodes, pid_file: str, budget: _Budget, said: list[str]
+) -> Outcome:
+    left = budget.left()
+    tenths = str(max(1, int((left - 0.5) * 10)))
+    argv = ["sh", "-c", _KILL_MYSQLD, pid_file, tenths]
+    try:
+        result = await as_root(nodes.runners[step.node]).run(argv, left)
+    except RunnerError as exc:
+        return Outcome(False, "; ".join([*said, f"killing mysqld could not run: {exc}"]))
+    text = _text(result) or result.summary()
+    said.append(f"SIGKILL by {pid_file}: {text}")
+    return Outcome(result.ok, "; ".join(said))
 
 
 async def set_read_only(step: Step, nodes: Nodes) -> Outcome:
@@ -314,7 +373,7 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
     report = await binlog_io.salvage(
         nodes.mysql[step.node],
         nodes.runners[step.node],
-        nodes.runners[step.arg("old")],
+        as_root(nodes.runners[step.arg("old")]),  # the binary logs belong to mysql
         binlog_index=step.arg("binlog_index"),
         binlog_tool=step.arg("binlog_tool"),
         apply_argv=step.argv,

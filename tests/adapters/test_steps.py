@@ -316,3 +316,71 @@ async def test_salvage_stops_reading_at_max_output_mib(
     assert "max_output_mib" in report.data["salvage_error"]
     assert not applied.exists()
     assert took < 10
+
+
+class _HungServer:
+    """A MySQL that never answers (only what fence_mysql calls)."""
+
+    def describe(self) -> str:
+        return "hung-mysql@old"
+
+    async def set_read_only(self, on: bool, timeout_s: float) -> None:
+        await asyncio.sleep(3600)
+
+
+@pytest.fixture
+def fake_mysqld(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """A SIGSTOPped process whose name is mysqld (a copy of sleep), and its pid file."""
+    exe = tmp_path / "mysqld"
+    exe.write_bytes(Path("/bin/sleep").read_bytes())
+    exe.chmod(0o755)
+    proc = subprocess.Popen([str(exe), "300"])
+    os.kill(proc.pid, signal.SIGSTOP)
+    pid_file = tmp_path / "mysqld.pid"
+    pid_file.write_text(f"{proc.pid}\n")
+    try:
+        yield proc, pid_file
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def _fence_step(pid_file: Path, stop: tuple[str, ...] = ()) -> Step:
+    args = (("pid_file", str(pid_file)),)
+    return Step(StepKind.FENCE_MYSQL, "old", 4.0, OnFailure.CONTINUE, args, stop)
+
+
+async def test_defect4_fence_kills_a_hung_mysqld_whose_stop_command_hangs(
+    fake_mysqld: tuple[subprocess.Popen[bytes], Path],
+) -> None:
+    proc, pid_file = fake_mysqld
+    nodes = Nodes(runners={"old": LocalRunner()}, mysql={"old": _HungServer()})  # type: ignore[dict-item]
+    start = time.monotonic()
+    outcome = await run_step(_fence_step(pid_file, ("/bin/sleep", "30")), nodes)
+    took = time.monotonic() - start
+    assert outcome.ok, outcome
+    assert "did not answer" in outcome.detail and f"killed mysqld pid {proc.pid}" in outcome.detail
+    assert proc.wait(timeout=5) == -signal.SIGKILL
+    assert took < 4.0
+
+
+@pytest.fixture
+def stray() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["/bin/sleep", "300"])
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+async def test_defect4_fence_never_kills_a_pid_that_is_not_a_mysqld(
+    tmp_path: Path, stray: subprocess.Popen[bytes]
+) -> None:
+    pid_file = tmp_path / "mysqld.pid"
+    pid_file.write_text(f"{stray.pid}\n")  # stale: the pid now belongs to something else
+    nodes = Nodes(runners={"old": LocalRunner()}, mysql={"old": _HungServer()})  # type: ignore[dict-item]
+    outcome = await run_step(_fence_step(pid_file), nodes)
+    assert not outcome.ok and "not a mysqld" in outcome.detail, outcome
+    assert stray.poll() is None
