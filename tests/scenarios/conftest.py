@@ -1,4 +1,5 @@
-"""Fixtures shared by the scenario modules: one lab per module, and monha on its standby.
+"""Fixtures shared by the scenario modules: one lab per module, and monha on its standby;
+`both` (monha on node1 and node2, defined in support.py) for the modules that ask for it.
 
 A module that needs a different lab (another config, a second daemon) defines its own
 fixture of the same name, which takes precedence over these.
@@ -13,6 +14,9 @@ import pytest
 from monha.lab.drive import Monha, wait_for
 from monha.lab.lab import Lab
 from tests.lab.support import lab_for_module
+from tests.scenarios.support import both
+
+__all__ = ["both", "lab", "monha"]
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,19 @@ primary at all); no acknowledged row is lost.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from monha.lab.lab import Lab
-from monha.lab.proc import CommandError
 from tests.scenarios.support import (
     Load,
     Monha,
     read_flag,
     read_only,
     scenario_lab,
+    stays_one_primary,
     wait_for,
-    zabbix_running,
 )
 from tests.scenarios.test_operations import _kill_primary_when_caught_up, all_rows_on_both, ctl
 
@@ -34,43 +32,6 @@ OTHER = {"node1": "node2", "node2": "node1"}
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     yield from scenario_lab()
-
-
-@pytest.fixture(scope="module")
-def both(lab: Lab) -> Iterator[dict[str, Monha]]:
-    daemons = {"node1": Monha.start(lab, "node1"), "node2": Monha.start(lab, "node2")}
-    yield daemons
-    for m in daemons.values():
-        m.stop()
-
-
-def writable(lab: Lab, node: str) -> bool:
-    """A MySQL that does not answer takes no writes."""
-    try:
-        return not read_only(lab, node)
-    except CommandError:
-        return False
-
-
-def one_primary(lab: Lab, node: str) -> str:
-    """'' when `node` alone is writable, holds the VIP and runs Zabbix; else what is wrong."""
-    seen = (
-        lab.vip_holders(),
-        [n for n in ("node1", "node2") if writable(lab, n)],
-        zabbix_running(lab),
-    )
-    return "" if seen == ([node], [node], [node]) else f"VIP, writable, zabbix: {seen}"
-
-
-def stays_one_primary(lab: Lab, node: str, seconds: float) -> None:
-    """Exactly one primary, `node`, at every look for `seconds` (a self-fence shows within a
-    few ticks)."""
-    wait_for(f"{node} alone primary", lambda: one_primary(lab, node) == "", 30, 0.2)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        wrong = one_primary(lab, node)
-        assert wrong == "", f"{node} is no longer the one primary: {wrong}"
-        time.sleep(0.5)
 
 
 def flags(lab: Lab) -> dict[str, str | None]:
