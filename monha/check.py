@@ -393,13 +393,6 @@ def _replica_problems(cfg: Config, r: NodeFacts, primary: NodeFacts) -> list[str
             f"{r.name}: replication threads IO {st.io_running or '-'} SQL "
             f"{st.sql_running or '-'}" + (f" ({err})" if err else "")
         )
-    hb = st.heartbeat_period_s
-    want = cfg.mysql.heartbeat_period_s
-    if hb is None or abs(hb - want) > 0.0005:
-        out.append(
-            f"{r.name}: replication heartbeat is {hb if hb is not None else 'unknown'} s, "
-            f"not mysql.heartbeat_period_s = {want:g} s"
-        )
     return out
 
 
@@ -415,6 +408,15 @@ def notes(cfg: Config, s: Survey) -> list[str]:
         st = n.replica
         if st is not None and st.configured and st.seconds_behind:
             out.append(f"{n.name}: replication lag {st.seconds_behind} s")
+        if st is not None and st.configured:
+            # Not a problem: the daemon on the replica sets both (replica_care), and logs it.
+            m, hb = cfg.mysql, st.heartbeat_period_s
+            now = "unknown" if hb is None else f"{hb:g} s"
+            out.append(
+                f"{n.name}: replication heartbeat {now}; monha running there keeps it at "
+                f"mysql.heartbeat_period_s = {m.heartbeat_period_s:g} s and the net timeout "
+                f"at mysql.replica_net_timeout_s = {m.replica_net_timeout_s} s"
+            )
     if s.primary is not None:
         out += semi_sync_notes(s.nodes[s.primary], [n for n in s.nodes.values() if n.replicates])
     return out

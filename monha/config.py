@@ -507,6 +507,14 @@ def _other_problems(cfg: Config) -> Problems:
                 cfg.probe.replica_silence_s,
             )
         )
+    if cfg.mysql.replica_net_timeout_s <= cfg.mysql.heartbeat_period_s:
+        out.append(
+            (
+                "mysql.replica_net_timeout_s",
+                "must be longer than mysql.heartbeat_period_s, or a healthy link times out",
+                cfg.mysql.replica_net_timeout_s,
+            )
+        )
     if cfg.failover.witness_silent == "fence" and cfg.fence is None:
         out.append(("failover.witness_silent", "'fence' needs a [fence] command", "fence"))
     return out

@@ -31,7 +31,17 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monha import __version__, check, cluster_files, fencing, fsm, handles, log, loss_bound
+from monha import (
+    __version__,
+    check,
+    cluster_files,
+    fencing,
+    fsm,
+    handles,
+    log,
+    loss_bound,
+    replica_care,
+)
 from monha.config import Config, ConfigError, check_config_file, load_config
 from monha.executor import Executor
 from monha.guard import PrimaryGuard
@@ -198,6 +208,8 @@ class Daemon:
         # never runs while a tick decides, nor a tick while a command changes the topology.
         self.busy = asyncio.Lock()
         self._ticks = 0
+        self._net_timeout_checked_at = float("-inf")
+        self._io_restarted_at: float | None = None
         self._build()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -442,7 +454,40 @@ class Daemon:
         )
         if self.state.state is State.DONE_FLAGGED:
             await self._refence(obs)
+        elif self.state.state is State.HEALTHY and not obs.journal_open:
+            await self._care_for_replica(obs)
         await self._carry_out(decision, obs)
+
+    async def _care_for_replica(self, obs: Observation) -> None:
+        """The heartbeat and net timeout this node's replica needs, and a restart of its IO
+        thread when it failed while the primary answers (see replica_care). Bounded; a failure
+        is logged and tried again later, never fatal to the tick."""
+        m, now = self.cfg.mysql, self.clock()
+        server, bound = self.peers.local, max(2.0, self.cfg.probe.mysql_timeout_s * 3)
+        try:
+            async with asyncio.timeout(bound + 1.0):
+                if now - self._net_timeout_checked_at >= replica_care.RESTART_INTERVAL_S:
+                    self._net_timeout_checked_at = now
+                    if await server.set_net_timeout(m.replica_net_timeout_s, bound):
+                        self.log.info("replica_net_timeout_set", seconds=m.replica_net_timeout_s)
+                todo = replica_care.care(
+                    obs.replica_view.status,
+                    heartbeat_s=m.heartbeat_period_s,
+                    primary_answers=obs.primary_mysql.answered,
+                    now=now,
+                    last_restart_at=self._io_restarted_at,
+                )
+                if todo.set_heartbeat:
+                    await server.set_heartbeat(m.heartbeat_period_s, bound)
+                    self.log.info(
+                        "replica_heartbeat_set", period_s=m.heartbeat_period_s, why=todo.why
+                    )
+                elif todo.restart_io:
+                    self._io_restarted_at = now
+                    self.log.warning("replica_io_thread_restarted", why=todo.why)
+                    await server.restart_io_thread(bound)
+        except (MySQLError, TimeoutError) as exc:
+            self.log.warning("replica_care_failed", error=str(exc) or "timed out")
 
     async def _carry_out(self, decision: Decision, obs: Observation) -> None:
         """Run what the decision says: a new plan, the journal's plan replayed, or the

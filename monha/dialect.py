@@ -93,6 +93,11 @@ class Dialect:
         return "START REPLICA" if self.uses_replica_terms else "START SLAVE"
 
     @property
+    def net_timeout_variable(self) -> str:
+        """MySQL 8.0.26 renamed slave_net_timeout; MariaDB kept the old name."""
+        return "replica_net_timeout" if self._mysql_at_least(8, 0, 26) else "slave_net_timeout"
+
+    @property
     def reset_replica_all_sql(self) -> str:
         return "RESET REPLICA ALL" if self.uses_replica_terms else "RESET SLAVE ALL"
 

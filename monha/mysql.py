@@ -592,14 +592,40 @@ class Server:
             and abs(status.heartbeat_period_s - period_s) < 0.0005
         ):
             return
-        running = status.io_running in ("Yes", "Connecting") or status.sql_running == "Yes"
+        io = status.io_running in ("Yes", "Connecting") or status.last_io_errno != 0
+        sql = status.sql_running == "Yes"
         statements: list[tuple[str, Sequence[Any] | None]] = [
             (d.stop_replica_sql, None),
             (d.set_heartbeat_sql(period_s), None),
         ]
-        if running:
+        # Only the threads that ran (or failed) start again: a SQL thread the operator
+        # stopped stays stopped, and says so to the stale-replica guard.
+        if io and sql:
             statements.append((d.start_replica_sql, None))
+        elif io or sql:
+            statements.append((f"{d.start_replica_sql} {'IO' if io else 'SQL'}_THREAD", None))
         await self._run("set heartbeat", statements, timeout_s)
+
+    async def restart_io_thread(self, timeout_s: float | None = None) -> None:
+        """Stop and start the IO thread alone: it reconnects now, not after its retry wait."""
+        d = await self.dialect(timeout_s)
+        statements: list[tuple[str, Sequence[Any] | None]] = [
+            (f"{d.stop_replica_sql} IO_THREAD", None),
+            (f"{d.start_replica_sql} IO_THREAD", None),
+        ]
+        await self._run("restart the IO thread", statements, timeout_s)
+
+    async def set_net_timeout(self, seconds: int, timeout_s: float | None = None) -> bool:
+        """Set the replica's net timeout (slave_net_timeout / replica_net_timeout) if it
+        differs; True when it was changed. It applies from the IO thread's next connect."""
+        d = await self.dialect(timeout_s)
+        name = d.net_timeout_variable
+        current = (await self.global_variables([name], timeout_s)).get(name)
+        if current is not None and int(current) == int(seconds):
+            return False
+        sql = f"SET GLOBAL {name} = {int(seconds)}"
+        await self._run("set the net timeout", [(sql, None)], timeout_s)
+        return True
 
     # --- the replica's view of its primary ------------------------------------------------
 

@@ -75,6 +75,12 @@ class FakeNode:
     hang: dict[str, float] = field(default_factory=dict)
     lose_connection: int = 0  # the next N SSH commands lose their connection mid-way
     lose_after_delete: int = 0  # the next N `ip addr del` do delete, then lose the connection
+    # The replica's own settings and faults (replica_care): its heartbeat period, its net
+    # timeout, an IO thread that failed and stays failed until restarted.
+    heartbeat_s: float | None = None
+    net_timeout_s: int = 60
+    io_failed: bool = False
+    io_restarts: int = 0
 
     def take(self, table: dict[str, int], key: str) -> bool:
         left = table.get(key, 0)
@@ -240,15 +246,34 @@ class FakeServer:
         source = self.world.node("node2" if self.name == "node1" else "node1")
         up = source.mysql_up and source.host_up
         pos = BinlogCoordinates("bin.000001", 1000)
+        io = "Yes" if up else "Connecting"
+        if n.io_failed:
+            io = "No"
         return ReplicaStatus(
             configured=True,
-            io_running="Yes" if up else "Connecting",
+            io_running=io,
+            last_io_errno=2013 if n.io_failed else 0,
+            heartbeat_period_s=n.heartbeat_s,
             sql_running="Yes",
             sql_state="Replica has read all relay log; waiting for more updates",
             source_host=source.address,
             read_position=pos,
             exec_position=pos,
         )
+
+    async def set_net_timeout(self, seconds: int, timeout_s: float | None = None) -> bool:
+        await self._answer("set_net_timeout", timeout_s)
+        changed, self.n.net_timeout_s = self.n.net_timeout_s != seconds, seconds
+        return changed
+
+    async def set_heartbeat(self, period_s: float, timeout_s: float | None = None) -> None:
+        await self._answer("set_heartbeat", timeout_s)
+        self.n.heartbeat_s = period_s
+
+    async def restart_io_thread(self, timeout_s: float | None = None) -> None:
+        await self._answer("restart_io_thread", timeout_s)
+        self.n.io_failed = False
+        self.n.io_restarts += 1
 
     async def binlog_coordinates(self, timeout_s: float | None = None) -> BinlogCoordinates:
         await self._answer("binlog_coordinates", timeout_s)
