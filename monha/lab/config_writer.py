@@ -1,8 +1,9 @@
 """The monha configuration the lab installs: one file, identical on both nodes.
 
 Same schema as config.example.toml, with the lab's values: init scripts under
-/opt/monha-lab/init.d, the local MariaDB at /run/mysqld/mysqld.sock (each node's socket dir is
-mounted there inside the node), the witness on the lan bridge, hot-standby URLs through the VIP.
+/opt/monha-lab/init.d, the local MariaDB at /run/mysqld/mysqld.sock and its pid file at
+/run/mysqld/mysqld.pid (each node's socket dir is mounted there inside the node, so one path
+names each node's own), the witness on the lan bridge, hot-standby URLs through the VIP.
 This module only renders text and writes files; it never validates against monha.config.
 """
 
@@ -14,6 +15,7 @@ from monha.lab.names import (
     ADDRESSES,
     IN_NODE_ETC,
     IN_NODE_INIT_D,
+    IN_NODE_PID_FILE,
     IN_NODE_SOCKET,
     METRICS_PORT,
     MYSQL_PORT,
@@ -77,6 +79,9 @@ monitor_password_file = "{IN_NODE_ETC}/mysql-monitor.password"
 replication_user = "repl"
 replication_password_file = "{IN_NODE_ETC}/mysql-repl.password"
 local_socket = "{IN_NODE_SOCKET}"
+# mariadbd's pid file, the same path on both nodes: a fence that gets no answer from a hung
+# mysqld kills the pid it names.
+pid_file = "{IN_NODE_PID_FILE}"
 connect_timeout_s = 1.0
 heartbeat_period_s = 1.0
 

@@ -4,9 +4,11 @@
 |-----------------------------|--------------------------------------------------------------|
 | kill-mysqld / start-mysqld  | SIGKILL mariadbd by PID / start it again (same datadir, cnf) |
 | freeze / thaw               | SIGSTOP / SIGCONT every process in the node's namespaces     |
+| freeze-mysqld / thaw-mysqld | SIGSTOP / SIGCONT the node's mariadbd only (a hung mysqld)   |
 | host-down / host-up         | freeze + the node's bridge port down / port up + thaw        |
 | cut-link / heal-link        | nftables on the bridge drops node1 <-> node2 frames only     |
-| loss / loss-clear           | nftables in the node: drop N % of arriving packets           |
+| loss / loss-clear           | nftables in the node: drop N % of arriving packets, or of    |
+|                             | sent ones, or both ways; ARP too if asked (`both arp`)       |
 | throttle / throttle-clear   | tc tbf on the node's eth0                                    |
 | isolate / unisolate         | nftables in the node: drop everything but loopback          |
 | too-many-connections / ...  | a holder process takes every slot: new clients get 1040      |
@@ -46,6 +48,11 @@ if TYPE_CHECKING:
 
 _TABLE_CUT = "monha_cut"
 _TABLE_LOSS = "monha_loss"
+_TABLE_LOSS_ARP = "monha_loss_arp"
+_LOSS_HOOKS: dict[str, tuple[str, ...]] = {
+    "in": ("input",), "out": ("output",), "both": ("input", "output"),
+}  # fmt: skip
+LOSS_DIRECTIONS: tuple[str, ...] = tuple(_LOSS_HOOKS)
 _TABLE_ISOLATE = "monha_isolate"
 _HOLDER = "conn-holder"
 _RATE_RE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
@@ -55,7 +62,8 @@ _RATE_BYTES = {
 }  # fmt: skip
 
 FAULT_NAMES: tuple[str, ...] = (
-    "kill-mysqld", "start-mysqld", "freeze", "thaw", "host-down", "host-up",
+    "kill-mysqld", "start-mysqld", "freeze", "thaw", "freeze-mysqld", "thaw-mysqld",
+    "host-down", "host-up",
     "cut-link", "heal-link", "loss", "loss-clear", "throttle", "throttle-clear",
     "isolate", "unisolate", "too-many-connections", "restore-connections", "clear-all",
 )  # fmt: skip
@@ -230,6 +238,32 @@ class Faults:
         self._mark("freeze", node, False)
         return pids
 
+    def freeze_mysqld(self, node: str) -> int:
+        """SIGSTOP the node's mariadbd alone (a hung mysqld: its host, sshd and everything else
+        keep running; its port still completes TCP handshakes, but nothing answers); return
+        its PID."""
+        _check_node(node)
+        pid = mariadb.mariadbd_pid(self.paths, node)
+        if pid is None:
+            raise FaultError(f"mariadbd on {node} is not running")
+        signal_pids([pid], signal.SIGSTOP)
+        self._mark("freeze-mysqld", f"{node}:{pid}", True)
+        return pid
+
+    def thaw_mysqld(self, node: str) -> list[int]:
+        """SIGCONT the mariadbd(s) freeze-mysqld stopped on the node (by the recorded PID, if it
+        is still alive); return the PIDs continued."""
+        _check_node(node)
+        state = self.lab.state()
+        items = state.faults.get("freeze-mysqld", []) if state else []
+        mine = [i for i in items if i.startswith(f"{node}:")]
+        pids = [int(i.split(":", 1)[1]) for i in mine]
+        live = [p for p in pids if is_alive(p)]
+        signal_pids(live, signal.SIGCONT)
+        for item in mine:
+            self._mark("freeze-mysqld", item, False)
+        return live
+
     # --- links ------------------------------------------------------------------------------
 
     def _port(self, node: str, updown: str) -> None:
@@ -268,30 +302,52 @@ class Faults:
         self._nft_delete("lan", "bridge", _TABLE_CUT)
         self._mark("cut-link", "node1-node2", False)
 
-    def loss(self, node: str, percent: int) -> None:
-        """Drop `percent` % of the packets arriving at the node (loopback excepted)."""
+    def loss(self, node: str, percent: int, direction: str = "in", *, arp: bool = False) -> None:
+        """Drop `percent` % of the IP packets arriving at the node ("in"), leaving it ("out"),
+        or each way independently ("both": a round trip then fails with 1 - (1 - p)² — 51 %
+        at 30 %); loopback excepted. With `arp`, ARP packets too, the same ways (the arp
+        family's own table: the inet family never sees ARP)."""
         _check_node(node)
         if not 0 <= percent <= 100:
             raise FaultError("percent must be 0-100")
+        if direction not in LOSS_DIRECTIONS:
+            raise FaultError(f"direction must be one of {', '.join(LOSS_DIRECTIONS)}")
         # numgen's range is 0-99: 100 % is a plain drop.
         rule = "drop" if percent == 100 else f"numgen random mod 100 < {percent} drop"
-        self._nft_delete(node, "inet", _TABLE_LOSS)
+        hooks = _LOSS_HOOKS[direction]
+        self.loss_clear(node)
         self._nft(
             node,
-            f"""table inet {_TABLE_LOSS} {{
-  chain input {{
-    type filter hook input priority 0; policy accept;
-    iif "lo" accept
-    {rule}
-  }}
-}}
-""",
+            f"table inet {_TABLE_LOSS} {{\n"
+            + "".join(
+                f"  chain {hook} {{\n"
+                f"    type filter hook {hook} priority 0; policy accept;\n"
+                f'    {"iif" if hook == "input" else "oif"} "lo" accept\n'
+                f"    {rule}\n"
+                "  }\n"
+                for hook in hooks
+            )
+            + "}\n",
         )
+        if arp:
+            self._nft(
+                node,
+                f"table arp {_TABLE_LOSS_ARP} {{\n"
+                + "".join(
+                    f"  chain {hook} {{\n"
+                    f"    type filter hook {hook} priority 0; policy accept;\n"
+                    f"    {rule}\n"
+                    "  }\n"
+                    for hook in hooks
+                )
+                + "}\n",
+            )
         self._mark("loss", node, True)
 
     def loss_clear(self, node: str) -> None:
         _check_node(node)
         self._nft_delete(node, "inet", _TABLE_LOSS)
+        self._nft_delete(node, "arp", _TABLE_LOSS_ARP)
         self._mark("loss", node, False)
 
     def throttle(self, node: str, rate: str) -> None:
@@ -349,6 +405,7 @@ class Faults:
             self._port(node, "up")
             self._mark("host-down", node, False)
             self.thaw(node)
+            self.thaw_mysqld(node)
             self.loss_clear(node)
             self.throttle_clear(node)
             self.unisolate(node)
@@ -370,10 +427,17 @@ class Faults:
             raise FaultError(f"{name} needs a node: {', '.join(NODES)}")
         node, rest = _check_node(args[0]), args[1:]
         if name == "loss":
-            if len(rest) != 1 or not rest[0].isdigit():
-                raise FaultError("usage: fault loss NODE PERCENT")
-            self.loss(node, int(rest[0]))
-            return f"loss: {node} drops {rest[0]} % of arriving packets"
+            usage = "usage: fault loss NODE PERCENT [in|out|both] [arp]"
+            if not 1 <= len(rest) <= 3 or not rest[0].isdigit():
+                raise FaultError(usage)
+            direction = rest[1] if len(rest) > 1 else "in"
+            arp = len(rest) > 2
+            if direction not in LOSS_DIRECTIONS or (arp and rest[2] != "arp"):
+                raise FaultError(usage)
+            self.loss(node, int(rest[0]), direction, arp=arp)
+            what = {"in": "arriving", "out": "sent", "both": "arriving and of sent"}[direction]
+            also = ", ARP included" if arp else ""
+            return f"loss: {node} drops {rest[0]} % of {what} packets{also}"
         if name == "throttle":
             if len(rest) != 1:
                 raise FaultError("usage: fault throttle NODE RATE (e.g. 1mbit)")
@@ -390,4 +454,12 @@ def lab_pids(lab: Lab) -> list[int]:
     return pids_in_namespaces(namespace_inodes(lab.paths))
 
 
-__all__ = ["FAULT_NAMES", "FaultError", "Faults", "lab_pids", "start_time", "wait_gone"]
+__all__ = [
+    "FAULT_NAMES",
+    "LOSS_DIRECTIONS",
+    "FaultError",
+    "Faults",
+    "lab_pids",
+    "start_time",
+    "wait_gone",
+]

@@ -139,9 +139,15 @@ class Lab:
         semi_sync: bool = False,
         replace: bool = False,
         keep_on_failure: bool = False,
+        heartbeat_period_s: float | None = 1.0,
         log: Log = print,
     ) -> float:
-        """Build and start the lab; return how many seconds it took."""
+        """Build and start the lab; return how many seconds it took.
+
+        `heartbeat_period_s`: node2's replication heartbeat, set by the lab's CHANGE MASTER;
+        None leaves it to the server's default (half of slave_net_timeout: 1.5 s on the lab,
+        mariadb.SERVER_DEFAULT_HEARTBEAT_S). monha sets its own heartbeat_period_s whenever it
+        points a replica at a primary (rejoin, switchover), so this holds until then."""
         t0 = time.monotonic()
         if self.is_up():
             if not replace:
@@ -152,7 +158,7 @@ class Lab:
             log(f"replacing lab {self.prefix!r}")
             self.down(log=log)
         try:
-            self._up(supervised, log, semi_sync=semi_sync)
+            self._up(supervised, log, semi_sync=semi_sync, heartbeat_period_s=heartbeat_period_s)
         except BaseException as exc:
             if keep_on_failure:
                 log(f"up failed ({exc}); left as is: `monha-lab down --prefix {self.prefix}`")
@@ -166,7 +172,14 @@ class Lab:
             state.up_seconds = round(seconds, 2)
         return seconds
 
-    def _up(self, supervised: bool, log: Log, *, semi_sync: bool = False) -> None:
+    def _up(
+        self,
+        supervised: bool,
+        log: Log,
+        *,
+        semi_sync: bool = False,
+        heartbeat_period_s: float | None = 1.0,
+    ) -> None:
         p = self.paths
         LAB_ROOT.mkdir(mode=0o755, exist_ok=True)
         p.root.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -214,7 +227,7 @@ class Lab:
             self._service(node, "apache", "start")
         for node in NODES:
             mariadb.wait_ready(p.socket(node), None if supervised else db_pids[node])
-        mariadb.start_replication(p, "node2", "node1")
+        mariadb.start_replication(p, "node2", "node1", heartbeat_period_s)
         for name in ("zabbix-server", "getperf-agent"):
             self._service("node1", name, "start")
         for node in NODES:

@@ -244,8 +244,9 @@ def my_cnf(paths: LabPaths, node: str, *, semi_sync: bool = False) -> str:
         "binlog_format = ROW\n"
         "gtid_strict_mode = 0\n"
         f"read_only = {read_only}\n"
-        # A heartbeat every second (set by CHANGE MASTER) and a short silence limit make
-        # the replica notice a dead or restarted primary quickly.
+        # A heartbeat every second (set by CHANGE MASTER, unless the lab is brought up with
+        # the server's default: half this) and a short silence limit make the replica notice
+        # a dead or restarted primary quickly.
         "slave_net_timeout = 3\n"
         + (SEMI_SYNC_CNF if semi_sync else "")
         + _COMMON_CNF
@@ -281,17 +282,29 @@ def mariadbd_pid(paths: LabPaths, node: str) -> int | None:
     return pid if pid is not None and is_alive(pid) else None
 
 
-def change_master_sql(primary: str) -> str:
+# MASTER_HEARTBEAT_PERIOD left out of CHANGE MASTER: the server's default applies, half its
+# slave_net_timeout (the lab's my.cnf sets 3 s: a heartbeat every 1.5 s).
+SERVER_DEFAULT_HEARTBEAT_S = 1.5
+
+
+def change_master_sql(primary: str, heartbeat_period_s: float | None = 1.0) -> str:
+    """CHANGE MASTER to `primary`; `heartbeat_period_s` None leaves the heartbeat period to
+    the server's default (SERVER_DEFAULT_HEARTBEAT_S on the lab)."""
+    heartbeat = (
+        "" if heartbeat_period_s is None else f", MASTER_HEARTBEAT_PERIOD={heartbeat_period_s:g}"
+    )
     return (
         "CHANGE MASTER TO "
         f"MASTER_HOST='{ADDRESSES[primary]}', MASTER_PORT={MYSQL_PORT}, "
         f"MASTER_USER='repl', MASTER_PASSWORD='{USERS['repl']}', "
-        "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=1"
+        f"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1{heartbeat}"
     )
 
 
-def start_replication(paths: LabPaths, replica: str, primary: str) -> None:
-    sql(paths.socket(replica), f"{change_master_sql(primary)}; START SLAVE")
+def start_replication(
+    paths: LabPaths, replica: str, primary: str, heartbeat_period_s: float | None = 1.0
+) -> None:
+    sql(paths.socket(replica), f"{change_master_sql(primary, heartbeat_period_s)}; START SLAVE")
 
 
 def replica_status(socket: Path, timeout: float = 3.0) -> dict[str, str]:

@@ -40,6 +40,7 @@ APP_DATABASE = "labdb"
 
 # Paths as seen INSIDE a node's mount namespace (identical on both nodes).
 IN_NODE_SOCKET = "/run/mysqld/mysqld.sock"
+IN_NODE_PID_FILE = "/run/mysqld/mysqld.pid"  # NodeDirs.mysql_pid_file, seen from inside
 IN_NODE_OPT = "/opt/monha-lab"
 IN_NODE_INIT_D = f"{IN_NODE_OPT}/init.d"
 IN_NODE_ETC = "/etc/monha"

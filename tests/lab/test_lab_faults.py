@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monha.lab import mariadb
+from monha.lab import mariadb, sshd
 from monha.lab.faults import FaultError
 from monha.lab.lab import Lab
 from monha.lab.proc import proc_state
@@ -74,6 +74,50 @@ def test_freeze_keeps_the_kernel_but_mysql_does_not_greet(lab: Lab) -> None:
     lab.faults.thaw("node1")
     assert tcp_probe(lab, "node2", N1) == "greeting"
     assert http(lab, "client", f"http://{N1}/") == "node1"
+
+
+def test_freeze_mysqld_stops_only_mysqld(lab: Lab) -> None:
+    pid = lab.faults.freeze_mysqld("node1")
+    assert pid == mariadb.mariadbd_pid(lab.paths, "node1")
+    assert proc_state(pid) in ("T", "t")
+    assert tcp_probe(lab, "node2", N1) == "no-greeting"
+    assert ping(lab, "client", N1)
+    # The rest of the host runs: sshd answers, and so does Apache.
+    check = lab.run_in("node2", sshd.ssh_check_argv("node1"), timeout=8)
+    assert check.returncode == 0 and check.stdout.strip() == "node1", check.stderr
+    assert http(lab, "client", f"http://{N1}/") == "node1"
+    state = lab.state()
+    assert state is not None and state.faults == {"freeze-mysqld": [f"node1:{pid}"]}
+    assert lab.faults.thaw_mysqld("node1") == [pid]
+    assert proc_state(pid) not in ("T", "t")
+    assert tcp_probe(lab, "node2", N1) == "greeting"
+
+
+def _neighbour(lab: Lab, source: str, address: str) -> str:
+    """The source's ARP entry state for the address, after a fresh resolution attempt."""
+    lab.run_in(source, ["ip", "neigh", "flush", "to", address], timeout=5)
+    ping(lab, source, address, count=2, wait_s=1)
+    return lab.run_in(source, ["ip", "neigh", "show", "to", address], timeout=5).stdout
+
+
+def test_loss_in_out_both_and_arp(lab: Lab) -> None:
+    lab.faults.loss("node1", 100, "out")
+    assert not ping(lab, "client", N1)  # the request arrives, the reply is dropped
+    assert "REACHABLE" in _neighbour(lab, "client", N1) or "STALE" in _neighbour(
+        lab, "client", N1
+    )  # ARP is not IP: without `arp` it still resolves
+    lab.faults.loss("node1", 50, "both")  # a round trip survives with 0.5 × 0.5
+    lost = loss_percent(lab, "client", N1, count=100)
+    assert 55 <= lost <= 93, lost
+    lab.faults.loss("node1", 100, "both", arp=True)
+    neigh = _neighbour(lab, "client", N1)
+    assert "REACHABLE" not in neigh and "STALE" not in neigh, neigh
+    lab.faults.loss_clear("node1")
+    # The client's entry FAILED meanwhile; the kernel drops the next packet to it, so flush.
+    lab.run_in("client", ["ip", "neigh", "flush", "to", N1], timeout=5)
+    assert loss_percent(lab, "client", N1, count=20) == 0
+    state = lab.state()
+    assert state is not None and "loss" not in state.faults
 
 
 def test_host_down_stops_answering_ping_and_host_up_restores(lab: Lab) -> None:
@@ -190,6 +234,16 @@ def test_faults_from_the_command_line(lab: Lab) -> None:
     assert _cli("fault", *p, "loss-clear", "node1").returncode == 0
     assert ping(lab, "client", N1)
     assert _cli("fault", *p, "loss", "node1").returncode == 1  # no percent
+    done = _cli("fault", *p, "loss", "node1", "100", "both", "arp")
+    assert done.returncode == 0 and "ARP included" in done.stdout, done.stderr
+    assert not ping(lab, "node1", N2)  # what node1 sends is dropped too
+    assert _cli("fault", *p, "loss", "node1", "30", "sideways").returncode == 1
+    assert _cli("fault", *p, "loss-clear", "node1").returncode == 0
+    done = _cli("fault", *p, "freeze-mysqld", "node1")
+    assert done.returncode == 0, done.stderr
+    assert tcp_probe(lab, "node2", N1) == "no-greeting"
+    assert _cli("fault", *p, "thaw-mysqld", "node1").returncode == 0
+    assert tcp_probe(lab, "node2", N1) == "greeting"
     assert _cli("fault", *p, "freeze", "node3").returncode == 1
     assert _cli("fault", *p, "cut-link", "node1").returncode == 1
     assert _cli("fault", "--prefix", "nolab", "cut-link").returncode == 3
