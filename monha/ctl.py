@@ -445,6 +445,10 @@ def render_operation(a: dict[str, Any]) -> str:
     ]
     if "write_block_s" in a:
         lines.append(f"writes were blocked for {a['write_block_s']:.3f} s")
+    if a.get("skipped"):
+        lines.append(f"forced past: {a['skipped']}")
+    if a.get("not_applied"):
+        lines.append(f"not applied on {a['new_primary']}: {a['not_applied']}")
     if a.get("warning"):
         lines.append(f"WARNING: {a['warning']}")
     return "\n".join(lines)

@@ -345,6 +345,8 @@ class Executor:
             "failback": dict(record.data),
             # Said at once, for the operator at 3 a.m.; rejoin reports the exact errant set.
             "lost_at_most": record.data.get("lost_at_most", "unknown"),
+            # What the promoted node had received and not applied when it was promoted.
+            "not_applied": record.data.get("not_applied", "unknown: no promote step recorded"),
             "clear_with": "monha-ctl resume (clears it on both nodes)",
         }
         if record.data.get("epoch", "").isdigit():

@@ -606,6 +606,12 @@ class Server:
             statements.append((f"{d.start_replica_sql} {'IO' if io else 'SQL'}_THREAD", None))
         await self._run("set heartbeat", statements, timeout_s)
 
+    async def start_sql_thread(self, timeout_s: float | None = None) -> None:
+        d = await self.dialect(timeout_s)
+        await self._run(
+            "start the SQL thread", [(f"{d.start_replica_sql} SQL_THREAD", None)], timeout_s
+        )
+
     async def restart_io_thread(self, timeout_s: float | None = None) -> None:
         """Stop and start the IO thread alone: it reconnects now, not after its retry wait."""
         d = await self.dialect(timeout_s)

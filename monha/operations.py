@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from monha import check, cluster_files, failback, log, probes
+from monha import check, cluster_files, failback, fsm, log, probes, relay_logs
 from monha.check import Handles
 from monha.config import Config
 from monha.executor import Executor
@@ -48,7 +48,7 @@ from monha.journal import (
     write_flag,
 )
 from monha.metrics import Metrics
-from monha.model import OnFailure, PlanKind, Step, StepKind
+from monha.model import MonitorState, OnFailure, PlanKind, Step, StepKind
 from monha.mysql import MySQLError, probe_alive
 from monha.plan import PlanInputs, build_failover_plan, build_switchover_plan, describe
 from monha.runners import RunnerError
@@ -262,13 +262,37 @@ class Operations:
                 host_down=not ssh_ok and not icmp.answered,
             )
             reason = f"manual failover forced by an operator: {old}'s MySQL does not answer"
-            self.log.warning("manual_failover_requested", old_primary=old, ssh_reachable=ssh_ok)
+            # What the automatic rules would have held for: --force goes past it, and says so.
+            skipped = [
+                s
+                for s in (
+                    fsm.stale_replica(
+                        status, MonitorState(), time.time(), self.cfg.probe.max_lag_s
+                    ),
+                    relay_logs.unapplied(status),
+                )
+                if s
+            ]
+            forced = "; ".join(skipped) or "nothing: the replica was healthy"
+            self.log.warning(
+                "manual_failover_requested", old_primary=old, ssh_reachable=ssh_ok, skipped=forced
+            )
             ok = await self.executor.run(
-                plan, PlanKind.FAILOVER, reason, old, me, on_progress=self.on_progress
+                plan,
+                PlanKind.FAILOVER,
+                reason,
+                old,
+                me,
+                facts={"forced_past": forced},
+                on_progress=self.on_progress,
             )
             record = self.journal.load()
             assert record is not None
-            answer = _report(record, plan)
+            answer = {
+                **_report(record, plan),
+                "skipped": forced,
+                "not_applied": record.data.get("not_applied", "unknown: the promote did not run"),
+            }
             if not ok:
                 failed = record.done[-1] if record.done else {"step": "?", "detail": ""}
                 flagged = _flag_exists(self.cfg)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from monha.config import Config
 from monha.model import OnFailure, Step, StepKind
@@ -93,6 +94,8 @@ class PlanInputs:
     promote_timeout_s: float = 10.0
     vip_timeout_s: float = 5.0
     flag_file: str = ""
+    # Where a promote copies relay logs it would reset with transactions not applied.
+    relay_keep_dir: str = ""
 
     @classmethod
     def from_config(cls, cfg: Config) -> PlanInputs:
@@ -127,10 +130,16 @@ class PlanInputs:
             promote_timeout_s=cfg.failover.promote_timeout_s,
             vip_timeout_s=cfg.failover.vip_timeout_s,
             flag_file=cfg.failover.flag_file,
+            relay_keep_dir=str(Path(cfg.failover.flag_file).parent / "kept-relay-logs"),
         )
 
     def interface_of(self, node: str) -> str:
         return dict(self.interfaces)[node]
+
+
+def _promote(p: PlanInputs, node: str) -> Step:
+    args = (("relay_keep_dir", p.relay_keep_dir),) if p.relay_keep_dir else ()
+    return Step(StepKind.PROMOTE, node, p.promote_timeout_s, STOP, args)
 
 
 def _inputs(source: PlanInputs | Config) -> PlanInputs:
@@ -277,7 +286,7 @@ def build_failover_plan(
         ),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
         *_salvage(p, old_primary, new_primary, ssh_reachable=ssh_reachable),
-        Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
+        _promote(p, new_primary),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
         # The old primary's cold-standby services stop here, not while fencing: a Zabbix
         # server whose database died can take 10 s and more to stop, and clients need the
@@ -321,7 +330,7 @@ def build_switchover_plan(
         Step(StepKind.SET_READ_ONLY, old_primary, SET_READ_ONLY_TIMEOUT_S, STOP),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, STOP),
         _vip(p, StepKind.VIP_DOWN, old_primary, STOP),
-        Step(StepKind.PROMOTE, new_primary, p.promote_timeout_s, STOP),
+        _promote(p, new_primary),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
         *_stop_services(p, old_primary),
         *_start_services(p, new_primary),

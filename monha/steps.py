@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from monha import binlog_io, probes
+from monha import binlog_io, probes, relay_logs
 from monha.model import BinlogCoordinates, Step, StepKind
 from monha.mysql import MySQLError, Server
 from monha.runners import CommandResult, Runner, RunnerError, as_root
@@ -348,6 +349,20 @@ async def set_read_only(step: Step, nodes: Nodes) -> Outcome:
     )
 
 
+async def _start_stopped_sql_thread(server: Server, timeout_s: float) -> str:
+    """A SQL thread stopped without an error (by an operator) is started, so the relay log it
+    holds is applied before the promote resets it; one stopped by an error is left (it would
+    fail again) and the promote says what it had not applied."""
+    try:
+        status = await server.replica_status(timeout_s)
+        if status.configured and status.sql_running != "Yes" and not status.last_sql_errno:
+            await server.start_sql_thread(timeout_s)
+            return "started the stopped SQL thread to apply the relay log; "
+    except MySQLError as exc:
+        return f"could not start the SQL thread ({exc}); "
+    return ""
+
+
 async def catch_up(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcome:
     # A switchover recorded the old primary's final position (set_read_only): wait for that,
     # not for whatever the IO thread happened to have read when the wait began.
@@ -356,7 +371,11 @@ async def catch_up(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcom
         target = BinlogCoordinates(
             facts["old_primary_final_file"], int(facts["old_primary_final_pos"])
         )
-    ok, detail = await nodes.mysql[step.node].wait_caught_up(step.timeout_s, target)
+    budget = _Budget(step.timeout_s)
+    server = nodes.mysql[step.node]
+    started = await _start_stopped_sql_thread(server, min(5.0, budget.left() / 4))
+    ok, detail = await server.wait_caught_up(budget.left(), target)
+    detail = started + detail
     # Into the flag as well: what was left unapplied when the bound was hit (issue 4).
     return Outcome(
         ok, detail, {"catch_up": "caught up" if ok else "not caught up", "catch_up_detail": detail}
@@ -384,20 +403,34 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
 
 
 async def promote(step: Step, nodes: Nodes) -> Outcome:
+    """Writable, replication reset. What the replica had received and not applied is said
+    (into the flag) and its relay logs copied aside first: the reset deletes them."""
     server = nodes.mysql[step.node]
-    before = await server.replica_status(step.timeout_s)
-    coords = await server.promote(step.timeout_s)
+    budget = _Budget(step.timeout_s)
+    before = await server.replica_status(budget.left())
+    left = relay_logs.unapplied(before)
+    kept = ""
+    if left and step.arg("relay_keep_dir"):
+        dest = f"{step.arg('relay_keep_dir')}/relay-{time.strftime('%Y%m%dT%H%M%S')}"
+        kept = await relay_logs.keep(server, nodes.runners[step.node], dest, budget.left() / 2)
+    coords = await server.promote(budget.left())
     data = {
         "new_primary_binlog_file": coords.file,
         "new_primary_binlog_pos": str(coords.position),
         "new_primary_gtid": coords.gtid,
+        "not_applied": left or "nothing: every received transaction was applied",
     }
+    if kept:
+        data["relay_logs"] = kept
     if before.configured and before.exec_position is not None:
         # Where the replica stopped in the old primary's binary log: what failback compares.
         data["applied_from_old_file"] = before.exec_position.file
         data["applied_from_old_pos"] = str(before.exec_position.position)
         data["applied_from_old_gtid"] = before.gtid_slave_pos
-    return Outcome(True, f"writable; binlog at {coords.file}:{coords.position}", data)
+    detail = f"writable; binlog at {coords.file}:{coords.position}"
+    if left:
+        detail += f"; NOT applied: {left}" + (f"; {kept}" if kept else "")
+    return Outcome(True, detail, data)
 
 
 async def make_replica(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Outcome:

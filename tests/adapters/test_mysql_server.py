@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pymysql
 import pytest
 
 from monha.dialect import Flavor
-from monha.model import ProbeStatus
+from monha.model import OnFailure, ProbeStatus, Step, StepKind
 from monha.mysql import MySQLError, Server, probe_alive
+from monha.runners import LocalRunner
+from monha.steps import Nodes, run_step
 from tests.adapters.sandbox import (
     ADMIN_PASSWORD,
     ADMIN_USER,
@@ -333,3 +336,82 @@ async def test_interrupted_statement_drops_the_connection(mariadb: MariaDBPair) 
         assert await s.server_id() == 1  # a fresh connection, not the interrupted one
     finally:
         await s.close()
+
+
+# --- replica care and relay logs (issue 12, defects 7 and 9) ------------------------------------
+
+
+async def _received_not_applied(s: Server) -> bool:
+    st = await s.replica_status()
+    return bool(st.gtid_io_pos) and st.gtid_io_pos != st.gtid_slave_pos
+
+
+async def test_defect9_net_timeout_and_io_restart_on_a_real_replica(mariadb: MariaDBPair) -> None:
+    s = _server(mariadb.replica.port)
+    try:
+        before = (await s.global_variables(["slave_net_timeout"]))["slave_net_timeout"]
+        assert await s.set_net_timeout(7) is True
+        assert await s.set_net_timeout(7) is False  # already so: nothing done
+        await s.restart_io_thread()
+        await _eventually(lambda: _io_yes(s))
+        assert (await s.replica_status()).sql_running == "Yes"
+        await s.set_net_timeout(int(before))
+    finally:
+        await s.close()
+
+
+async def test_defect7_catch_up_applies_what_a_stopped_sql_thread_left(
+    mariadb: MariaDBPair,
+) -> None:
+    p, r = mariadb.primary, mariadb.replica
+    s = _server(r.port)
+    try:
+        r.sql("STOP SLAVE SQL_THREAD")
+        p.sql(f"CREATE TABLE {APP_DB}.unapplied_1 (id INT)")
+        await _eventually(lambda: _received_not_applied(s))
+        step = Step(StepKind.CATCH_UP, "r", 10.0, OnFailure.CONTINUE)
+        outcome = await run_step(step, Nodes(runners={"r": LocalRunner()}, mysql={"r": s}))
+        assert outcome.ok, outcome
+        assert outcome.detail.startswith("started the stopped SQL thread"), outcome
+        assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'unapplied_1'")
+    finally:
+        await s.close()
+
+
+async def test_defect7_promote_says_what_it_had_not_applied_and_keeps_the_relay_logs(
+    mariadb: MariaDBPair, tmp_path: Path
+) -> None:
+    p, r = mariadb.primary, mariadb.replica
+    s = _server(r.port)
+    try:
+        r.sql("STOP SLAVE SQL_THREAD")
+        p.sql(f"CREATE TABLE {APP_DB}.unapplied_2 (id INT)")
+        await _eventually(lambda: _received_not_applied(s))
+        keep = tmp_path / "kept"
+        step = Step(StepKind.PROMOTE, "r", 10.0, OnFailure.STOP, (("relay_keep_dir", str(keep)),))
+        outcome = await run_step(step, Nodes(runners={"r": LocalRunner()}, mysql={"r": s}))
+        assert outcome.ok, outcome
+        assert "GTID received" in outcome.data["not_applied"], outcome.data
+        assert "relay logs kept in" in outcome.data["relay_logs"], outcome.data
+        (kept,) = keep.iterdir()
+        names = sorted(f.name for f in kept.iterdir())
+        assert any(n.endswith(".index") for n in names) and len(names) >= 2, names
+        # The kept relay log holds the transaction the reset threw away.
+        relay = [f for f in kept.iterdir() if not f.name.endswith(".index")]
+        assert any(b"unapplied_2" in f.read_bytes() for f in relay), names
+    finally:
+        # Back to a replica by GTID: it applies what it had not, from the primary.
+        await s.set_read_only(True)
+        await s.change_source(
+            "127.0.0.1",
+            p.port,
+            REPL_USER,
+            REPL_PASSWORD,
+            heartbeat_period_s=HEARTBEAT_S,
+            use_gtid=True,
+        )
+        await s.start_replica()
+        await _eventually(lambda: _io_yes(s))
+        mariadb.wait_replicated()
+        await s.close()
+    assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'unapplied_2'")

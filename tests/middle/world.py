@@ -81,6 +81,7 @@ class FakeNode:
     net_timeout_s: int = 60
     io_failed: bool = False
     io_restarts: int = 0
+    sql_stopped: bool = False  # STOP SLAVE SQL_THREAD by an operator
 
     def take(self, table: dict[str, int], key: str) -> bool:
         left = table.get(key, 0)
@@ -254,7 +255,7 @@ class FakeServer:
             io_running=io,
             last_io_errno=2013 if n.io_failed else 0,
             heartbeat_period_s=n.heartbeat_s,
-            sql_running="Yes",
+            sql_running="No" if n.sql_stopped else "Yes",
             sql_state="Replica has read all relay log; waiting for more updates",
             source_host=source.address,
             read_position=pos,
