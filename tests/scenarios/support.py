@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 
-def scenario_lab() -> Iterator[Lab]:
-    yield from lab_for_module()
+def scenario_lab(**up_kwargs: object) -> Iterator[Lab]:
+    """One lab for the module; `up_kwargs` go to Lab.up (e.g. heartbeat_period_s=None)."""
+    yield from lab_for_module(**up_kwargs)
 
 
 @pytest.fixture(scope="module")
