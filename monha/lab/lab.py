@@ -146,8 +146,9 @@ class Lab:
 
         `heartbeat_period_s`: node2's replication heartbeat, set by the lab's CHANGE MASTER;
         None leaves it to the server's default (half of slave_net_timeout: 1.5 s on the lab,
-        mariadb.SERVER_DEFAULT_HEARTBEAT_S). monha sets its own heartbeat_period_s whenever it
-        points a replica at a primary (rejoin, switchover), so this holds until then."""
+        mariadb.SERVER_DEFAULT_HEARTBEAT_S). It holds until monha sets its own
+        mysql.heartbeat_period_s: whenever it points a replica at a primary (rejoin,
+        switchover), and a daemon that cares for its standby's replica at once."""
         t0 = time.monotonic()
         if self.is_up():
             if not replace:
