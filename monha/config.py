@@ -410,6 +410,26 @@ class Config(Base):
         self.node(name)  # raises for an unknown name
         return next(node for node in self.nodes if node.name != name)
 
+    def isolation_limit_s(self) -> float:
+        """`failover.isolation_fence_s`, or its default: the standby's detection time (that
+        many failed probes, one per interval)."""
+        if self.failover.isolation_fence_s is not None:
+            return self.failover.isolation_fence_s
+        return self.probe.failures_before_failover * self.probe.interval_s
+
+    def self_fences_on_isolation(self) -> bool:
+        """An isolated primary steps down only with witnesses: without one a dead standby
+        looks the same."""
+        return self.failover.self_fence_on_isolation == "on" and bool(self.witness)
+
+    def peer_step_down_s(self) -> float:
+        """How long after an unreachable primary was last heard a failover waits before it
+        promotes (0: no wait): the primary's isolation limit, plus one tick to notice (a tick
+        under failing probes lasts up to two intervals) and one to step down."""
+        if not self.self_fences_on_isolation():
+            return 0.0
+        return self.isolation_limit_s() + 3 * self.probe.interval_s
+
     @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(node.name for node in self.nodes)

@@ -519,13 +519,24 @@ def _history(state: MonitorState, obs: Observation, losses: int) -> MonitorState
         lag_s=lag,
         io_failing_since=failing,
         primary_position=obs.primary_position or state.primary_position,
+        primary_heard_at=obs.at if _heard_primary(obs) else state.primary_heard_at,
+    )
+
+
+def _heard_primary(obs: Observation) -> bool:
+    return (
+        obs.primary_mysql.answered
+        or obs.primary_icmp.status is ProbeStatus.OK
+        or obs.primary_ssh.status is ProbeStatus.OK
     )
 
 
 # --- Decision. -------------------------------------------------------------------------------
 
 
-def _plan(row: Row, a: Assessment, obs: Observation, policy: Policy) -> tuple[Step, ...]:
+def _plan(
+    row: Row, a: Assessment, obs: Observation, policy: Policy, heard_at: float | None
+) -> tuple[Step, ...]:
     # RESUME and ABANDON carry no steps: the executor replays or closes the journal's plan.
     if row.plan is not P.FAILOVER:
         return ()
@@ -536,6 +547,8 @@ def _plan(row: Row, a: Assessment, obs: Observation, policy: Policy) -> tuple[St
         ssh_reachable=obs.primary_ssh.status is ProbeStatus.OK,
         host_down=a.host_down,
         fence_required=a.fence_required,
+        # Never heard (a daemon started on a dead primary): its silence began before now.
+        primary_heard_at=heard_at if heard_at is not None else obs.at,
     )
 
 
@@ -562,7 +575,8 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
         history=state,
     )
     row = row_for(state.state, a.event)
-    plan = _plan(row, a, obs, policy)
+    after = _history(state, obs, a.icmp_losses)
+    plan = _plan(row, a, obs, policy, after.primary_heard_at)
     # An abandoned plan keeps the count: a primary still dead fails over on the next tick.
     counting = (row.target in (S, F) or row.plan is P.ABANDON) and a.failures > 0
     first = None
@@ -576,7 +590,7 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     # The back-off lives while the open plan does: a new plan, or leaving failing_over, resets it.
     keep_retry = row.target is F and row.plan is not P.FAILOVER
     nxt = replace(
-        _history(state, obs, a.icmp_losses),
+        after,
         state=row.target,
         consecutive_failures=a.failures if counting else 0,
         first_failure_at=first,

@@ -36,6 +36,9 @@ from monha.steps import Nodes
 PEER_FLAG_EVERY_S = 5.0
 # Beside the flag: why this node stepped down for isolation, while it is stepped down.
 ISOLATION_NAME = "isolated.json"
+# Beside the flag: the peer's flag as last read, so that a daemon restarted while the peer is
+# out of reach still knows the cluster is flagged (a flag goes only by resume).
+PEER_FLAG_NAME = "peer-flag.json"
 
 
 def heard_anyone(obs: Observation) -> bool:
@@ -63,12 +66,14 @@ class PrimaryGuard:
         self._peer_flag_at: float | None = None
         self.rewire(cfg, peers, nodes, inputs)
         self._load_isolation()
+        self._load_peer_flag()
 
     def rewire(self, cfg: Config, peers: Peers, nodes: Nodes, inputs: PlanInputs) -> None:
         self.cfg, self.peers, self.nodes, self.inputs = cfg, peers, nodes, inputs
         self.peer = cfg.peer_of(self.me).name
         self.epoch_file = cluster_files.epoch_path(cfg.failover.flag_file)
         self.isolation_file = str(Path(cfg.failover.flag_file).parent / ISOLATION_NAME)
+        self.peer_flag_file = Path(cfg.failover.flag_file).parent / PEER_FLAG_NAME
 
     # --- every tick ----------------------------------------------------------------------
 
@@ -91,13 +96,38 @@ class PrimaryGuard:
         if due and obs.primary_ssh.status is ProbeStatus.OK:
             self._peer_flag_at = obs.at
             try:
-                self._peer_flag = await cluster_files.read_json_on(
+                flag = await cluster_files.read_json_on(
                     self.peers.ssh, self.peer, self.cfg.failover.flag_file,
                     self.cfg.probe.ssh_timeout_s,
                 )  # fmt: skip
             except cluster_files.ClusterFileError as exc:
                 self.log.warning("peer_flag_unreadable", peer=self.peer, error=str(exc))
+            else:
+                if (flag is None) != (self._peer_flag is None):
+                    self.log.info("peer_flag_seen", peer=self.peer, present=flag is not None)
+                self._peer_flag = flag
+                self._keep_peer_flag(flag)
         return self._peer_flag
+
+    def _keep_peer_flag(self, flag: dict[str, Any] | None) -> None:
+        try:
+            if flag is None:
+                self.peer_flag_file.unlink(missing_ok=True)
+            else:
+                write_json_atomically(self.peer_flag_file, {"monha_peer_flag": 1, "flag": flag})
+        except OSError as exc:
+            self.log.error("peer_flag_unwritable", path=str(self.peer_flag_file), error=str(exc))
+
+    def _load_peer_flag(self) -> None:
+        try:
+            data = read_json(self.peer_flag_file)
+        except (RecordError, OSError) as exc:
+            # Unreadable: assume flagged (the safe side) until the peer is read again.
+            self._peer_flag = {"unreadable": str(exc)}
+            return
+        if data is not None:
+            flag = data.get("flag")
+            self._peer_flag = flag if isinstance(flag, dict) else {"unreadable": "not a flag"}
 
     # --- as the primary ------------------------------------------------------------------
 

@@ -256,6 +256,9 @@ class StepKind(StrEnum):
     CHECK_HOT = "check_hot"  # HTTP check of a hot-standby service through the VIP
     MAKE_REPLICA = "make_replica"  # planned: point the old primary at the new one
     WRITE_FLAG = "write_flag"  # write the completion flag atomically (last step of a failover)
+    # wait until an old primary that SSH could not reach has stepped down by itself for
+    # isolation (failover.isolation_fence_s, counted from when it was last heard, plus slack)
+    AWAIT_PEER_STEP_DOWN = "await_peer_step_down"
 
 
 class OnFailure(StrEnum):
@@ -322,6 +325,9 @@ class MonitorState:
     lag_s: float | None = None
     io_failing_since: float | None = None
     primary_position: BinlogCoordinates | None = None
+    # When anything of the primary's host (MySQL, ICMP, SSH) last answered: an isolated
+    # primary's own silence began about then, and its self-fencing is counted from it.
+    primary_heard_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

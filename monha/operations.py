@@ -260,6 +260,9 @@ class Operations:
                 me,
                 ssh_reachable=ssh_ok,
                 host_down=not ssh_ok and not icmp.answered,
+                # Unknown when it last answered anything: an isolated one steps down by
+                # itself within its limit from now at the latest.
+                primary_heard_at=time.time(),
             )
             reason = f"manual failover forced by an operator: {old}'s MySQL does not answer"
             # What the automatic rules would have held for: --force goes past it, and says so.

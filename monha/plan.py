@@ -96,6 +96,9 @@ class PlanInputs:
     flag_file: str = ""
     # Where a promote copies relay logs it would reset with transactions not applied.
     relay_keep_dir: str = ""
+    # After an unreachable old primary was last heard, wait this long before promoting: it
+    # steps down by itself for isolation first (0: it does not; see Config.peer_step_down_s).
+    peer_step_down_s: float = 0.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> PlanInputs:
@@ -131,6 +134,7 @@ class PlanInputs:
             vip_timeout_s=cfg.failover.vip_timeout_s,
             flag_file=cfg.failover.flag_file,
             relay_keep_dir=str(Path(cfg.failover.flag_file).parent / "kept-relay-logs"),
+            peer_step_down_s=cfg.peer_step_down_s(),
         )
 
     def interface_of(self, node: str) -> str:
@@ -140,6 +144,19 @@ class PlanInputs:
 def _promote(p: PlanInputs, node: str) -> Step:
     args = (("relay_keep_dir", p.relay_keep_dir),) if p.relay_keep_dir else ()
     return Step(StepKind.PROMOTE, node, p.promote_timeout_s, STOP, args)
+
+
+def _await_step_down(
+    p: PlanInputs, new: str, *, ssh_reachable: bool, heard_at: float | None
+) -> tuple[Step, ...]:
+    """With SSH to the old primary, the plan fences it; without, an isolated old primary
+    fences itself after its isolation limit, and the promote waits for that (an absolute
+    time, so that a resumed plan does not wait again from the start)."""
+    if ssh_reachable or p.peer_step_down_s <= 0 or heard_at is None:
+        return ()
+    until = heard_at + p.peer_step_down_s
+    args = (("until", f"{until:.3f}"), ("wait_s", f"{p.peer_step_down_s:g}"))
+    return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, p.peer_step_down_s + 5.0, STOP, args),)
 
 
 def _inputs(source: PlanInputs | Config) -> PlanInputs:
@@ -253,6 +270,7 @@ def build_failover_plan(
     fence_command_configured: bool | None = None,
     host_down: bool = False,
     fence_required: bool = False,
+    primary_heard_at: float | None = None,
 ) -> tuple[Step, ...]:
     """The unplanned failover, in the hook order: fence, catch up, promote, VIP up, start cold
     services, restart agents, check hot services, write the flag.
@@ -262,7 +280,9 @@ def build_failover_plan(
     when one is configured. `host_down`: the decision established the old primary's host is down
     (a failed fence command then does not stop the plan). `fence_required`: fencing must
     succeed (no witness answered, witness_silent = "fence"): a failed fence command then stops the
-    plan whatever `host_down` says.
+    plan whatever `host_down` says. `primary_heard_at`: when the old primary last answered
+    anything; with SSH out of reach (nothing fences it from here for sure) the plan waits
+    before promoting until it has stepped down by itself (an isolated primary does).
     """
     p = _inputs(source)
     if old_primary == new_primary:
@@ -286,6 +306,7 @@ def build_failover_plan(
         ),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
         *_salvage(p, old_primary, new_primary, ssh_reachable=ssh_reachable),
+        *_await_step_down(p, new_primary, ssh_reachable=ssh_reachable, heard_at=primary_heard_at),
         _promote(p, new_primary),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
         # The old primary's cold-standby services stop here, not while fencing: a Zabbix
@@ -380,6 +401,10 @@ def describe(step: Step) -> str:
         StepKind.FENCE_COMMAND: f"fence {step.arg('target')} with the fence command",
         StepKind.SET_READ_ONLY: "set MySQL read_only and wait for writes to stop",
         StepKind.CATCH_UP: "wait for the replica to apply everything it received",
+        StepKind.AWAIT_PEER_STEP_DOWN: (
+            f"wait until {step.arg('until')} (last heard + {step.arg('wait_s')} s) for the "
+            "unreachable old primary to step down by itself"
+        ),
         StepKind.SALVAGE_BINLOG: (
             f"apply what the replica never received from {step.arg('old')}'s binary log "
             f"({step.arg('binlog_index')})"

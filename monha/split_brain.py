@@ -124,18 +124,12 @@ def peer_took_over(
     return None
 
 
-def isolation_limit_s(failures_before_failover: int, interval_s: float) -> float:
-    """How long a primary may hear nobody before it steps down, by default: the standby's own
-    detection time (that many failed probes, one per interval), so that the isolated side is
-    read_only before the other can have decided, let alone promoted."""
-    return failures_before_failover * interval_s
-
-
 def isolation_limit(cfg: Config) -> float:
-    """`failover.isolation_fence_s`, or its default: the standby's detection time."""
-    if cfg.failover.isolation_fence_s is not None:
-        return cfg.failover.isolation_fence_s
-    return isolation_limit_s(cfg.probe.failures_before_failover, cfg.probe.interval_s)
+    """How long a primary may hear nobody before it steps down: `failover.isolation_fence_s`,
+    or by default the standby's detection time. The standby's failover, when SSH cannot reach
+    the old primary, waits until this much (plus slack) after it last heard it before it
+    promotes (`Config.peer_step_down_s`): the isolated side is read_only first."""
+    return cfg.isolation_limit_s()
 
 
 def isolation_fencing(cfg: Config) -> str:

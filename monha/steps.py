@@ -402,6 +402,16 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
     return Outcome(report.ok, report.detail, report.data)
 
 
+async def await_peer_step_down(step: Step, nodes: Nodes) -> Outcome:
+    """Sleep until the step's absolute time: the unreachable old primary's isolation limit,
+    counted from when it was last heard, plus slack. Resumed late, it does not wait again."""
+    left = float(step.arg("until")) - time.time()
+    if left > 0:
+        await asyncio.sleep(left)
+    waited = f"waited {max(0.0, left):.1f} s" if left > 0 else "no wait left"
+    return Outcome(True, f"{waited}: an isolated old primary has stepped down by now")
+
+
 async def promote(step: Step, nodes: Nodes) -> Outcome:
     """Writable, replication reset. What the replica had received and not applied is said
     (into the flag) and its relay logs copied aside first: the reset deletes them."""
@@ -502,6 +512,7 @@ STEPS = {
     StepKind.FENCE_MYSQL: fence_mysql,
     StepKind.SET_READ_ONLY: set_read_only,
     StepKind.PROMOTE: promote,
+    StepKind.AWAIT_PEER_STEP_DOWN: await_peer_step_down,
     StepKind.CHECK_HOT: check_hot,
     StepKind.SALVAGE_BINLOG: salvage_binlog,
 }

@@ -111,6 +111,38 @@ async def test_the_peers_flag_blocks_this_standby_too(tmp_path: Path) -> None:
         assert d.state.state is State.DONE_FLAGGED
 
 
+async def test_the_peers_flag_still_blocks_after_a_restart_while_the_peer_is_out_of_reach(
+    tmp_path: Path,
+) -> None:
+    """Review finding (c): the peer's flag, as last read, outlives a restart of this daemon;
+    a daemon that started while the peer was unreachable would otherwise be armed."""
+    cfg = write_config(tmp_path)
+    world = new_world()
+    put(world, "node1", tmp_path / "failover.flag", failover_flag("node1", "node2", 1))
+    d, _ = make(cfg, world)
+    async with running(d):
+        await until(lambda: d.state.state is State.DONE_FLAGGED, "the peer's flag to block")
+    world.node1.host_up = False  # the primary dies while this daemon is down
+    d2, _ = make(cfg, world, label="second")
+    async with running(d2):
+        await ticks(40)
+        assert world.node2.promotions == 0 and world.node2.read_only
+        assert d2.state.state is State.DONE_FLAGGED
+
+
+async def test_a_peer_flag_cleared_by_resume_stops_blocking(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    world = new_world()
+    flag = tmp_path / "failover.flag"
+    put(world, "node1", flag, failover_flag("node1", "node2", 1))
+    d, _ = make(cfg, world)
+    async with running(d):
+        await until(lambda: d.state.state is State.DONE_FLAGGED, "the peer's flag to block")
+        del world.node1.files[str(flag)]  # resume, run on node1
+        await until(lambda: d.state.state is State.HEALTHY, "armed again", 30)
+    assert not (tmp_path / "peer-flag.json").exists()
+
+
 @pytest.fixture
 def check_passes(monkeypatch: pytest.MonkeyPatch) -> None:
     """resume's pre-check (a survey of both MySQL servers, beyond what the fake servers

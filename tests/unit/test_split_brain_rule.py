@@ -8,19 +8,21 @@ from pathlib import Path
 import pytest
 
 from monha.__main__ import main as monha_main
+from monha.config import Config
 from monha.model import ProbeResult, ProbeStatus
 from monha.observe import best
 from monha.split_brain import (
     Epoch,
     flag_epoch,
     isolated,
-    isolation_limit_s,
+    isolation_limit,
     may_return,
     newest,
     next_epoch,
     peer_took_over,
 )
 from tests.middle.world import write_config
+from tests.unit.unit_support import CONFIG
 
 
 def test_a_flag_naming_the_peer_is_enough() -> None:
@@ -146,9 +148,28 @@ def test_isolation_counts_from_the_last_answer_never_from_an_assumed_silence() -
     assert why is not None and "3.0 s" in why and "isolation_fence_s 3" in why
 
 
+def _cfg(failures: int, interval_s: float, fence_s: float | None = None) -> Config:
+    probe = CONFIG.probe.model_copy(
+        update={"failures_before_failover": failures, "interval_s": interval_s}
+    )
+    failover = CONFIG.failover.model_copy(update={"isolation_fence_s": fence_s})
+    return CONFIG.model_copy(update={"probe": probe, "failover": failover})
+
+
 def test_the_default_isolation_limit_is_the_standbys_detection_time() -> None:
-    assert isolation_limit_s(3, 1.0) == 3.0
-    assert isolation_limit_s(5, 0.5) == 2.5
+    assert isolation_limit(_cfg(3, 1.0)) == 3.0
+    assert isolation_limit(_cfg(5, 0.5)) == 2.5
+    assert isolation_limit(_cfg(3, 1.0, 7.0)) == 7.0
+
+
+def test_a_failover_waits_for_an_unreachable_primary_to_step_down_first() -> None:
+    """The standby promotes only after the isolated primary's limit plus slack (two ticks of
+    a failing probe round, one to step down), counted from when it was last heard."""
+    with_witness = _cfg(3, 1.0)
+    assert with_witness.witness, "the example config has a witness"
+    assert with_witness.peer_step_down_s() == 3.0 + 3.0
+    no_witness = with_witness.model_copy(update={"witness": []})
+    assert no_witness.peer_step_down_s() == 0.0  # no self-fencing: nothing to wait for
 
 
 def _ret(**kw: object) -> str | None:
