@@ -26,7 +26,11 @@ from monha.model import OnFailure, Step, StepKind, StepResult
 JOURNAL_VERSION = 2
 
 # Steps whose success changes no node: a plan that ran only these can still be abandoned.
-_NO_EFFECT = {StepKind.CATCH_UP.value, StepKind.CHECK_HOT.value}
+_NO_EFFECT = {
+    StepKind.CATCH_UP.value,
+    StepKind.CHECK_HOT.value,
+    StepKind.AWAIT_PEER_STEP_DOWN.value,  # it only waits
+}
 # Steps that may have changed a node even when they failed: a promote cut off after RESET
 # REPLICA, a salvage that applied part of what it read, a VIP or service brought up before a
 # later error. (A failed fence command is not among them: if it powered the host off anyway,

@@ -38,6 +38,7 @@ from monha import check, cluster_files, failback, fsm, log, probes, relay_logs
 from monha.check import Handles
 from monha.config import Config
 from monha.executor import Executor
+from monha.guard import PEER_FLAG_NAME
 from monha.journal import (
     DISCARD_HINT,
     JournalRecord,
@@ -564,6 +565,13 @@ class Operations:
                     "run resume again once it is reachable, or remove it there by hand"
                 )
             removed = clear_flag(Path(path))
+            # Each daemon's last reading of its peer's flag goes too: a daemon that was down
+            # during resume would otherwise start blocked by it (guard.PEER_FLAG_NAME).
+            kept = str(Path(path).parent / PEER_FLAG_NAME)
+            with contextlib.suppress(cluster_files.ClusterFileError):
+                await cluster_files.remove_on(self.nodes.runners[peer], peer, kept, 10.0)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(kept)  # a local unlink: not worth a thread
             self.log.info("flag_cleared", removed=removed, peer_removed=peer_removed)
             return {"ok": True, "removed": removed, "peer_removed": peer_removed}
 

@@ -304,9 +304,10 @@ def build_failover_plan(
             use_command=use_command,
             sure_down=sure_down,
         ),
+        # The wait comes before the catch-up: what the replica receives meanwhile is applied.
+        *_await_step_down(p, new_primary, ssh_reachable=ssh_reachable, heard_at=primary_heard_at),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
         *_salvage(p, old_primary, new_primary, ssh_reachable=ssh_reachable),
-        *_await_step_down(p, new_primary, ssh_reachable=ssh_reachable, heard_at=primary_heard_at),
         _promote(p, new_primary),
         _vip(p, StepKind.VIP_UP, new_primary, STOP),
         # The old primary's cold-standby services stop here, not while fencing: a Zabbix
