@@ -49,6 +49,12 @@ async def _run(
             return await runner.run(argv, timeout_s, input=data)
     except TimeoutError:
         raise RunnerError(f"{runner.describe()}: no answer in {timeout_s + 1.0:g} s") from None
+    except RunnerError:
+        raise
+    except Exception as exc:
+        # A runner that let a library error through (a connection lost mid-command): the
+        # file is as unreadable as on any other failure, and the tick that asked goes on.
+        raise RunnerError(f"{runner.describe()}: unexpected {type(exc).__name__}: {exc}") from exc
 
 
 def epoch_path(flag_file: str) -> str:

@@ -253,6 +253,8 @@ class Probe(Base):
     # Stale-replica guard: no automatic promotion of a replica whose lag, last seen before the
     # fault, exceeded this (failover --force overrides, and says what it skips).
     max_lag_s: Annotated[float, Field(gt=0, le=86400)] = 60.0
+    # Echoes sent at once per ICMP probe (of the peer, of each witness); one reply is enough.
+    icmp_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     # "Host down" needs this many ICMP probes lost in a row (and SSH failing), not one ping.
     host_down_icmp_losses: Annotated[int, Field(ge=1, le=100)] = 3
     # Run on the primary over SSH each tick: exit 0 means its MySQL answers locally, so a

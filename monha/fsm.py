@@ -19,8 +19,10 @@ fail over only if ALL of:
    succeed before anything is promoted;
 3. this node's own MySQL answered and is a replica (else we cannot see the evidence, nor promote);
 4. with witnesses: the replica lost the primary (IO thread not running, or silent for longer than
-   `replica_silence_s`) OR the primary's host is down (`host_down_icmp_losses` ICMP probes
-   lost in a row, and SSH failed: one lost ping on a lossy link is no dead host);
+   `replica_silence_s`). Whether its host is down (`host_down_icmp_losses` ICMP probes lost in
+   a row, and SSH failed) shapes the plan (no fencing over SSH) but never outweighs a replica
+   that still hears the primary: on a lossy link this node's probes fail while the primary
+   serves, and only the replica's stream says whether it still sends;
    without witnesses (no third vantage point; a safe rule of our own): the replica lost the
    primary AND either its host does not answer ICMP or SSH reaches it, so that fencing over SSH
    (which stops the plan if the VIP cannot be removed) keeps two primaries from serving clients.
@@ -434,9 +436,13 @@ def _assess_primary(
     icmp_down = losses >= policy.host_down_icmp_losses
     ssh_ok = obs.primary_ssh.status is ProbeStatus.OK
     host_down = icmp_down and _down(obs.primary_ssh)
-    replica = (
-        f"the replica lost it ({', '.join(lost_why)})" if lost else "the replica still hears it"
-    )
+    if lost:
+        replica = f"the replica lost it ({', '.join(lost_why)})"
+    elif silent_s is None:
+        replica = "the replica's IO thread runs (how long it went unheard is not known yet)"
+    else:
+        replica = "the replica still hears it"
+
     icmp = _said(obs.primary_icmp) + (f", {losses} lost in a row" if losses else "")
     host = (
         f"ICMP {icmp}, SSH {_said(obs.primary_ssh)}"
@@ -445,8 +451,8 @@ def _assess_primary(
     )
     stale = stale_replica(status, before, obs.at, policy.max_lag_s)
     if policy.witnesses:
-        if not (lost or host_down):
-            return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} and {host}")
+        if not lost:
+            return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} ({host})")
         if stale:
             return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
         said = "; ".join(f"{w.target}: {w.detail}" for w in results if w.answered and w.detail)

@@ -18,7 +18,7 @@ from monha import probes
 from monha.config import Config, Witness, fill_placeholders
 from monha.journal import DISCARD_HINT, Journal, RecordError, read_flag
 from monha.model import BinlogCoordinates, Observation, ProbeResult, ProbeStatus
-from monha.mysql import MySQLError, Server, probe_alive
+from monha.mysql import MySQLError, MySQLTimeout, Server, probe_alive
 from monha.runners import Runner, RunnerError, RunnerTimeout, SshRunner
 
 
@@ -80,16 +80,19 @@ class Observer:
         peer = self.peer
         fixed = asyncio.gather(
             self._mysql(bounded(p.mysql_timeout_s)),
-            self._icmp(peer.address, bounded(p.icmp_timeout_s)),
+            self._pings(peer.address, bounded(p.icmp_timeout_s)),
             self._ssh(bounded(p.ssh_timeout_s)),
             self.peers.local.observe_replica(at, bounded(p.mysql_timeout_s)),
         )
         witnessed = asyncio.gather(
             *(self._witness(w, bounded(p.icmp_timeout_s)) for w in self.cfg.witness)
         )
-        (mysql, icmp, (ssh, local_mysql), replica), witnesses, position = await asyncio.gather(
-            fixed, witnessed, self._position(bounded(p.mysql_timeout_s))
-        )
+        (
+            (fresh, icmp, (ssh, local_mysql), replica),
+            witnesses,
+            (position, kept),
+        ) = await asyncio.gather(fixed, witnessed, self._position(bounded(p.mysql_timeout_s)))
+        mysql = best((fresh, kept))
         witness_results = tuple(witnesses)
         journal_open, committed, problem = False, False, ""
         try:
@@ -118,14 +121,29 @@ class Observer:
             primary_position=position,
         )
 
-    async def _position(self, timeout_s: float) -> BinlogCoordinates | None:
-        """The primary's binlog end (and GTID position) this tick; None when it does not say.
-        The last one known before a fault bounds what a failover may lose."""
+    async def _position(self, timeout_s: float) -> tuple[BinlogCoordinates | None, ProbeResult]:
+        """The primary's binlog end (and GTID position) this tick, None when it does not say,
+        and what asking it proved: its MySQL answered (or refused) on the kept connection.
+
+        The position last known before a fault bounds what a failover may lose. The answer
+        counts as a MySQL probe: on an established connection a lossy link costs a
+        retransmission of a fraction of a second, where a fresh connect waits out a lost SYN.
+        """
+        server, start = self.peers.primary, time.monotonic()
+        where = self.peer.name
         try:
             async with asyncio.timeout(timeout_s):
-                return await self.peers.primary.binlog_coordinates(timeout_s)
-        except (TimeoutError, MySQLError):
-            return None
+                position = await server.binlog_coordinates(timeout_s)
+        except (TimeoutError, MySQLError) as exc:
+            # Only a position read counts as an answer here; what an error proves is the
+            # fresh probe's to say (it knows which refusals prove a server alive).
+            took = time.monotonic() - start
+            timed_out = isinstance(exc, TimeoutError | MySQLTimeout)
+            status = ProbeStatus.TIMEOUT if timed_out else ProbeStatus.FAILED
+            why = f"kept connection: {exc or 'no answer'}"
+            return None, ProbeResult("mysql", where, status, took, why)
+        took = time.monotonic() - start
+        return position, ProbeResult("mysql", where, ProbeStatus.OK, took, "kept connection")
 
     async def _witness(self, w: Witness, timeout_s: float) -> ProbeResult:
         """Whether the witness answers this node, and, for a witness asked over SSH, whether
@@ -139,10 +157,10 @@ class Observer:
         """
         runner = self.peers.witnesses.get(w.name)
         if runner is None:
-            r = await self._icmp(w.address, timeout_s)
+            r = await self._pings(w.address, timeout_s)
             return ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
         icmp, (sees, how) = await asyncio.gather(
-            self._icmp(w.address, timeout_s), self._witness_sees(runner, timeout_s)
+            self._pings(w.address, timeout_s), self._witness_sees(runner, timeout_s)
         )
         detail = f"ICMP {icmp.status}; {how}"
         if sees is None:
@@ -179,6 +197,12 @@ class Observer:
             why = "refused or unreachable" if status == 1 else "no greeting in time"
             return False, f"it does not reach {peer.name}'s MySQL ({why}, exit {status})"
         return None, f"could not check over SSH ({result.summary()})"
+
+    async def _pings(self, address: str, timeout_s: float) -> ProbeResult:
+        """`probe.icmp_attempts` echoes at once, any reply enough: on a lossy link one lost
+        echo (or its reply) is likely, all of them in the same tick is not."""
+        attempts = (self._icmp(address, timeout_s) for _ in range(self.cfg.probe.icmp_attempts))
+        return best(await asyncio.gather(*attempts))
 
     async def _icmp(self, address: str, timeout_s: float) -> ProbeResult:
         return await probes.icmp(address, timeout_s)

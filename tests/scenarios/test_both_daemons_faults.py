@@ -125,13 +125,8 @@ def events_since(m: Monha, name: str, since: float) -> list[dict[str, Any]]:
 # --- a. loss ---------------------------------------------------------------------------------
 
 
-# OPEN BUG (issue 12, found by this test, not fixed yet): under 30 % loss both ways node2
-# failed over in 4 of 4 runs ("its host is down (3 ICMP probes lost in a row, and SSH
-# failed)" outweighed "the replica still hears it"; the plan for a dead host has no fence
-# step), both nodes writable for 0.7-1.7 s until the re-fence; once node1 also self-fenced
-# under the loss. Marked xfail (not strict) so that CI records it without blocking; the fix
-# belongs in fsm.assess (host_down with witnesses) and the isolation limit.
-@pytest.mark.xfail(strict=False, reason="open bug: false failover under 30 % loss both ways")
+# Defect 5's regression on the lab. Before the fix node2 failed over in 4 of 4 runs ("its host
+# is down" outweighed "the replica still hears it"), both nodes writable for 0.7-1.7 s.
 def test_loss_30pct_both_directions_no_failover(lab: Lab, both: dict[str, Monha]) -> None:
     m1, m2 = both["node1"], both["node2"]
     healthy_on_node1(lab, both)
@@ -165,10 +160,8 @@ def test_loss_30pct_both_directions_no_failover(lab: Lab, both: dict[str, Monha]
 # --- b. isolation ----------------------------------------------------------------------------
 
 
-# OPEN BUG (issue 12): the documented order (node1 read_only before node2 writable) held in
-# 1 of 3 runs (node2 first by 0.1 and 0.46 s, before the promote's step-down wait existed;
-# the one run with the wait passed). Not strict until CI shows the wait closes it.
-@pytest.mark.xfail(strict=False, reason="open bug: the isolated primary may step down late")
+# Defect 3's regression on the lab: node1 steps down before node2 promotes (the promote
+# waits, `await_peer_step_down`, for an old primary SSH cannot reach to step down by itself).
 def test_isolated_primary_fences_itself(lab: Lab, both: dict[str, Monha]) -> None:
     m1, m2 = both["node1"], both["node2"]
     healthy_on_node1(lab, both)

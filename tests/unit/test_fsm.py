@@ -242,10 +242,21 @@ def test_replica_silence_alone_means_lost() -> None:
     assert d.plan_kind is PlanKind.FAILOVER and "silent for 3.5 s" in d.reason
 
 
-def test_host_down_alone_is_enough_with_a_witness() -> None:
-    obs = lost_obs(icmp=TIMEOUT, ssh=FAILED, replica_view=view(io="Yes", heard=None))
+def test_host_down_does_not_outweigh_a_replica_that_still_hears_it() -> None:
+    # Defect 5: on a lossy link this node's pings and SSH fail while the primary serves; the
+    # replica's stream from it is the better witness of whether it still sends.
+    for heard in (0.5, None):
+        obs = lost_obs(icmp=TIMEOUT, ssh=FAILED, replica_view=view(io="Yes", heard=heard))
+        d = at_threshold(obs)
+        assert d.reason_code is ReasonCode.HOLD_REPLICA_CONNECTED and not d.plan, d.reason
+        assert "host is down" in d.reason
+
+
+def test_host_down_with_the_replica_silent_fails_over_without_ssh_fencing() -> None:
+    obs = lost_obs(icmp=TIMEOUT, ssh=FAILED, replica_view=view(io="Yes", heard=3.5))
     d = at_threshold(obs)
     assert d.plan_kind is PlanKind.FAILOVER and "host is down" in d.reason
+    assert d.plan[0].kind is not StepKind.VIP_DOWN, d.plan
 
 
 @pytest.mark.parametrize(
