@@ -65,6 +65,7 @@ class Policy:
     witness_silent: Literal["hold", "fence"] = "hold"
     max_lag_s: float = 60.0
     host_down_icmp_losses: int = 3
+    interval_s: float = 1.0
 
     @classmethod
     def from_config(cls, cfg: Config) -> Policy:
@@ -76,6 +77,7 @@ class Policy:
             witness_silent=cfg.failover.witness_silent,
             max_lag_s=cfg.probe.max_lag_s,
             host_down_icmp_losses=cfg.probe.host_down_icmp_losses,
+            interval_s=cfg.probe.interval_s,
         )
 
 
@@ -511,7 +513,7 @@ def stale_replica(status: ReplicaStatus, before: MonitorState, at: float, max_la
     return "; ".join(why)
 
 
-def _history(state: MonitorState, obs: Observation, losses: int) -> MonitorState:
+def _history(state: MonitorState, obs: Observation, losses: int, policy: Policy) -> MonitorState:
     """What this tick adds to what later ticks must remember (see MonitorState)."""
     rv = obs.replica_view.status
     lag, failing = state.lag_s, state.io_failing_since
@@ -525,16 +527,32 @@ def _history(state: MonitorState, obs: Observation, losses: int) -> MonitorState
         lag_s=lag,
         io_failing_since=failing,
         primary_position=obs.primary_position or state.primary_position,
-        primary_heard_at=obs.at if _heard_primary(obs) else state.primary_heard_at,
+        primary_heard_at=obs.at if _maybe_heard(state, obs, policy) else state.primary_heard_at,
+        observed_at=obs.at,
     )
 
 
-def _heard_primary(obs: Observation) -> bool:
-    return (
+# A longer gap between two ticks than this many intervals: this node was away (frozen, a
+# stalled loop). Shorter ones are covered by the intervals the step-down wait adds.
+AWAY_INTERVALS = 2.5
+
+
+def _maybe_heard(state: MonitorState, obs: Observation, policy: Policy) -> bool:
+    """Whether the primary may have been heard by someone this tick: the failover's wait for
+    an isolated primary to step down counts from the last such tick. A witness that sees the
+    primary counts (the primary may hear it too, and its isolation clock restarts); so does a
+    tick on which this node can tell nothing: it heard no witness either, or it was away."""
+    if (
         obs.primary_mysql.answered
         or obs.primary_icmp.status is ProbeStatus.OK
         or obs.primary_ssh.status is ProbeStatus.OK
-    )
+        or any(w.sees_primary is True for w in obs.witnesses)
+    ):
+        return True
+    if policy.witnesses and not any(w.answered for w in obs.witnesses):
+        return True
+    last = state.observed_at
+    return last is not None and obs.at - last > AWAY_INTERVALS * policy.interval_s
 
 
 # --- Decision. -------------------------------------------------------------------------------
@@ -581,7 +599,7 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
         history=state,
     )
     row = row_for(state.state, a.event)
-    after = _history(state, obs, a.icmp_losses)
+    after = _history(state, obs, a.icmp_losses, policy)
     plan = _plan(row, a, obs, policy, after.primary_heard_at)
     # An abandoned plan keeps the count: a primary still dead fails over on the next tick.
     counting = (row.target in (S, F) or row.plan is P.ABANDON) and a.failures > 0

@@ -41,14 +41,19 @@ ISOLATION_NAME = "isolated.json"
 PEER_FLAG_NAME = "peer-flag.json"
 
 
-def heard_anyone(obs: Observation) -> bool:
-    """Whether any probe this tick got an answer from the peer or from a witness."""
+def next_heard_at(
+    obs: Observation, last_heard_at: float | None, last_tick_at: float | None, limit_s: float
+) -> float | None:
+    """`split_brain.heard_at` with this tick's answers: from the peer, from a witness."""
     peer = (
         obs.primary_mysql.answered
         or obs.primary_icmp.status is ProbeStatus.OK
         or obs.primary_ssh.status is ProbeStatus.OK
     )
-    return peer or any(w.answered for w in obs.witnesses)
+    witness = any(w.answered for w in obs.witnesses)
+    return split_brain.heard_at(
+        obs.at, last_heard_at, last_tick_at, limit_s, peer=peer, witness=witness
+    )
 
 
 class PrimaryGuard:
@@ -58,6 +63,7 @@ class PrimaryGuard:
         self.me = me
         self.log = log.get("monha.guard")
         self.last_heard_at: float | None = None
+        self.last_tick_at: float | None = None  # a gap between ticks: see split_brain.heard_at
         # Why this node fenced itself (None: it did not); `for_isolation` tells the two kinds
         # apart: only a node that stepped down for isolation may come back by itself.
         self.fenced_because: str | None = None
@@ -78,8 +84,9 @@ class PrimaryGuard:
     # --- every tick ----------------------------------------------------------------------
 
     def heard(self, obs: Observation) -> None:
-        if heard_anyone(obs) or self.last_heard_at is None:
-            self.last_heard_at = obs.at
+        limit = split_brain.isolation_limit(self.cfg)
+        self.last_heard_at = next_heard_at(obs, self.last_heard_at, self.last_tick_at, limit)
+        self.last_tick_at = obs.at
 
     def own_epoch(self) -> Epoch | None:
         try:
@@ -145,6 +152,15 @@ class PrimaryGuard:
             return
         if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
             return  # the peer is out of sight: nothing says it took over
+        if not flagged and obs.primary_ssh.status is ProbeStatus.OK:
+            try:
+                why = split_brain.peer_plan_against(self.me, await self._peer_plan())
+            except cluster_files.ClusterFileError as exc:
+                self.log.info("peer_journal_unreadable", peer=self.peer, error=str(exc))
+            if why is not None:
+                # As for isolation: it comes back by itself if that plan ends without promoting.
+                await self._fence(why, isolation=True)
+                return
         facts = await fencing.peer_facts(
             self.cfg, self.peer, obs, self.peers.primary, self.peers.ssh, want_flag=True
         )
@@ -160,6 +176,11 @@ class PrimaryGuard:
                 self.log.warning("peer_writable", peer=self.peer, detail="no newer claim there")
             return
         await self._fence(why, isolation=False)
+
+    async def _peer_plan(self) -> dict[str, Any] | None:
+        return await cluster_files.read_json_on(
+            self.peers.ssh, self.peer, self.cfg.failover.journal_file, self.cfg.probe.ssh_timeout_s
+        )
 
     def replicating(self) -> None:
         """This node serves or replicates again: whatever made it step down is over."""
@@ -231,10 +252,7 @@ class PrimaryGuard:
             return False
         # A plan open on the peer may be about to promote it: no return into its failover.
         try:
-            plan = await cluster_files.read_json_on(
-                self.peers.ssh, self.peer, self.cfg.failover.journal_file,
-                self.cfg.probe.ssh_timeout_s,
-            )  # fmt: skip
+            plan = await self._peer_plan()
         except cluster_files.ClusterFileError as exc:
             self.log.info("return_to_service_waits", reason=f"peer's journal: {exc}")
             return False

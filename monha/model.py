@@ -325,9 +325,11 @@ class MonitorState:
     lag_s: float | None = None
     io_failing_since: float | None = None
     primary_position: BinlogCoordinates | None = None
-    # When anything of the primary's host (MySQL, ICMP, SSH) last answered: an isolated
-    # primary's own silence began about then, and its self-fencing is counted from it.
+    # When anything of the primary's host (MySQL, ICMP, SSH) last answered, or a witness saw
+    # it, or this node could not tell (it heard no witness either, or did not tick): an
+    # isolated primary's own silence began no earlier, and its self-fencing counts from it.
     primary_heard_at: float | None = None
+    observed_at: float | None = None  # the last tick's time (a gap: this node was away)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ the other node still holds the completion flag of the failover before it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -158,18 +159,62 @@ def isolation_fencing(cfg: Config) -> str:
     )
 
 
+def heard_at(
+    now: float,
+    last_heard_at: float | None,
+    last_tick_at: float | None,
+    limit_s: float,
+    *,
+    peer: bool,
+    witness: bool,
+) -> float | None:
+    """When this node last heard anyone, as the isolation rule counts it, after this tick
+    (`peer`, `witness`: whether the peer, a witness answered now). After a gap between two ticks
+    of `limit_s` or more (a frozen host, a suspended VM) a witness's answer does not count at
+    the first tick: what the peer did meanwhile only the peer can say, and it may have promoted
+    while this node could not step down; so a primary that comes back and reaches only a
+    witness steps down at once."""
+    if peer:
+        return now
+    if last_heard_at is None:
+        # A daemon that starts hearing nobody cannot know how long that has lasted (it may
+        # have been frozen, its host just thawed): the silence counts as longer than any limit.
+        return now if witness else -math.inf
+    away = last_tick_at is not None and now - last_tick_at >= limit_s
+    return now if witness and not away else last_heard_at
+
+
 def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | None:
     """Why a primary must step down for isolation now; None when it must not. `last_heard_at`
-    is when any probe of the peer or of a witness last got an answer (None: not yet known,
-    e.g. just started: the clock starts at the first tick, never at an assumed silence)."""
+    is when any probe of the peer or of a witness last got an answer, as `heard_at` counts
+    it (None: no tick yet; -inf: nobody answered since the daemon started)."""
     if last_heard_at is None:
         return None
     silent = now - last_heard_at
     if silent < limit_s:
         return None
+    if math.isinf(silent):
+        return (
+            "heard neither the peer nor any witness since this daemon started: this node may "
+            "be the isolated one"
+        )
     return (
         f"heard neither the peer nor any witness for {silent:.1f} s "
         f"(isolation_fence_s {limit_s:g}): this node may be the isolated one"
+    )
+
+
+def peer_plan_against(me: str, plan: Mapping[str, Any] | None) -> str | None:
+    """Why a primary must step down because of the peer's journal; None when it need not.
+    An open failover plan there naming this node as the old primary is about to promote the
+    peer (it waits for this node's step-down when it could not reach it): step down first."""
+    if plan is None or plan.get("finished", False) or plan.get("kind") != "failover":
+        return None
+    if plan.get("old_primary") != me:
+        return None
+    return (
+        f"the peer's failover plan {plan.get('failover_id', '?')} against this node is open: "
+        "it promotes the peer"
     )
 
 

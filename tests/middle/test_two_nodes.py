@@ -188,7 +188,9 @@ async def test_resume_clears_neither_copy_while_the_peer_is_out_of_reach(tmp_pat
 
 
 def isolated_config(tmp_path: Path, extra: str = "") -> Path:
-    cfg = write_config(tmp_path, failover_extra=f"isolation_fence_s = 1.0\n{extra}")
+    # The world's clock runs 20 times faster than the 0.05 s ticks: a tick is a fake second
+    # apart, so the limit must span several ticks, or every tick would look like a gap.
+    cfg = write_config(tmp_path, failover_extra=f"isolation_fence_s = 10.0\n{extra}")
     cfg.write_text(cfg.read_text().replace("[ssh]", WITNESS + "\n[ssh]"))
     return cfg
 

@@ -259,6 +259,19 @@ def test_host_down_with_the_replica_silent_fails_over_without_ssh_fencing() -> N
     assert d.plan[0].kind is not StepKind.VIP_DOWN, d.plan
 
 
+def test_a_witness_that_sees_the_primary_counts_as_hearing_it() -> None:
+    """The failover's wait for a step-down counts from the last sign of the primary, a
+    witness's included: the primary may hear that witness, and its isolation clock with it."""
+    cut = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=(witness(sees_primary=True),))
+    state = decide(replace(SUSPECT3, primary_heard_at=900.0), cut, POLICY).state
+    assert state.primary_heard_at == cut.at
+    unseen = replace(cut, witnesses=(witness(sees_primary=False),))
+    assert (
+        decide(replace(SUSPECT3, primary_heard_at=900.0), unseen, POLICY).state.primary_heard_at
+        == 900.0
+    )
+
+
 @pytest.mark.parametrize(
     ("replica_view", "missing"),
     [

@@ -14,6 +14,7 @@ from monha.observe import best
 from monha.split_brain import (
     Epoch,
     flag_epoch,
+    heard_at,
     isolated,
     isolation_limit,
     may_return,
@@ -146,6 +147,23 @@ def test_isolation_counts_from_the_last_answer_never_from_an_assumed_silence() -
     assert isolated(102.9, 100.0, 3.0) is None
     why = isolated(103.0, 100.0, 3.0)
     assert why is not None and "3.0 s" in why and "isolation_fence_s 3" in why
+
+
+def test_the_isolation_clock_after_a_gap_or_a_start_counts_only_the_peer() -> None:
+    # Ticks a second apart: any answer restarts the clock; silence keeps it.
+    assert heard_at(11.0, 10.0, 10.0, 3.0, peer=False, witness=True) == 11.0
+    assert heard_at(11.0, 10.0, 10.0, 3.0, peer=False, witness=False) == 10.0
+    # A gap of the limit (a frozen host): the witness does not count at the first tick after
+    # it, the peer does; the next tick (no gap) counts the witness again.
+    assert heard_at(20.0, 10.0, 10.0, 3.0, peer=False, witness=True) == 10.0
+    assert isolated(20.0, 10.0, 3.0) is not None
+    assert heard_at(20.0, 10.0, 10.0, 3.0, peer=True, witness=False) == 20.0
+    assert heard_at(21.0, 10.0, 20.0, 3.0, peer=False, witness=True) == 21.0
+    # Just started: an answer starts the clock; nobody answering is a silence of unknown length.
+    assert heard_at(5.0, None, None, 3.0, peer=False, witness=True) == 5.0
+    started_deaf = heard_at(5.0, None, None, 3.0, peer=False, witness=False)
+    why = isolated(5.0, started_deaf, 3.0)
+    assert why is not None and "since this daemon started" in why
 
 
 def _cfg(failures: int, interval_s: float, fence_s: float | None = None) -> Config:
