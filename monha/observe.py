@@ -92,7 +92,8 @@ class Observer:
             witnesses,
             (position, kept),
         ) = await asyncio.gather(fixed, witnessed, self._position(bounded(p.mysql_timeout_s)))
-        mysql = best((fresh, kept))
+        # A fresh answer (an error code such as 1040 included) says more than the kept one.
+        mysql = fresh if fresh.answered else best((fresh, kept))
         witness_results = tuple(witnesses)
         journal_open, committed, problem = False, False, ""
         try:
