@@ -233,7 +233,9 @@ class Daemon:
         )
         # What the guard learnt across ticks (silence, why it stepped down) outlives a reload.
         if self.guard is None:
-            self.guard = PrimaryGuard(cfg, self.me, self.peers, self.nodes, self.policy.plan)
+            self.guard = PrimaryGuard(
+                cfg, self.me, self.peers, self.nodes, self.policy.plan, self.clock
+            )
         else:
             self.guard.rewire(cfg, self.peers, self.nodes, self.policy.plan)
         self.operations = Operations(
@@ -377,7 +379,11 @@ class Daemon:
                 async with self.busy:
                     if self._reload_requested:
                         await self._reload()
-                    await self.tick()
+                    try:
+                        await self.tick()
+                    finally:
+                        if self.guard is not None:
+                            self.guard.tick_ended()
             except Exception:
                 # A bug met in one tick must not take monitoring down at night: log it with
                 # its traceback and go on. The watchdog is fed only after good ticks, so a

@@ -51,7 +51,7 @@ from monha.model import (
     State,
     Step,
 )
-from monha.plan import PlanInputs, build_failover_plan
+from monha.plan import PLAN_STALE_S, PlanInputs, build_failover_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +345,14 @@ def assess(
         return event(
             E.PLAN_ABANDONED,
             f"the journal holds a failover plan that changed no node yet, and now {fresh.evidence}",
+        )
+    if obs.plan_active_at is not None and obs.at - obs.plan_active_at > PLAN_STALE_S:
+        # Not run for so long (this daemon was stopped, or the plan waited for evidence): the
+        # old primary's guard may have come back since, so its wait is no longer a promise.
+        return event(
+            E.PLAN_SUPERSEDED,
+            f"the journal holds a failover plan that changed no node yet and has not run for "
+            f"{obs.at - obs.plan_active_at:.0f} s; now {fresh.evidence}: deciding afresh",
         )
     if fresh.event is E.PRIMARY_LOST and fresh.host_down:
         # Its steps on the old primary (fencing over SSH) can never run on a dead host, and a

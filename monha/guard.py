@@ -18,6 +18,9 @@ peer was promoted, or block a tick for longer than its SSH and MySQL timeouts.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +44,25 @@ ISOLATION_NAME = "isolated.json"
 PEER_FLAG_NAME = "peer-flag.json"
 
 
+# What a tick's observation may take beyond `probe.interval_s` (every probe is bounded by the
+# interval): more than that, and the node was away while it observed.
+OBSERVE_SLACK_S = 1.0
+
+
+def away_s(
+    tick_at: float, observed_at: float, last_tick_end: float | None, interval_s: float
+) -> float:
+    """How long this node was away since its last tick (frozen, suspended, a stalled loop):
+    time neither the sleep between two ticks (an interval at most) nor this tick's bounded
+    probes account for. A tick's own slow work (SSH to a lossy peer) is not counted: it ended
+    before `last_tick_end`."""
+    before = 0.0 if last_tick_end is None else max(0.0, tick_at - last_tick_end - interval_s)
+    during = max(0.0, observed_at - tick_at - interval_s - OBSERVE_SLACK_S)
+    return before + during
+
+
 def next_heard_at(
-    obs: Observation, last_heard_at: float | None, last_tick_at: float | None, limit_s: float
+    obs: Observation, last_heard_at: float | None, away: float, limit_s: float
 ) -> float | None:
     """`split_brain.heard_at` with this tick's answers: from the peer, from a witness."""
     peer = (
@@ -51,19 +71,29 @@ def next_heard_at(
         or obs.primary_ssh.status is ProbeStatus.OK
     )
     witness = any(w.answered for w in obs.witnesses)
-    return split_brain.heard_at(
-        obs.at, last_heard_at, last_tick_at, limit_s, peer=peer, witness=witness
-    )
+    return split_brain.heard_at(obs.at, last_heard_at, away, limit_s, peer=peer, witness=witness)
+
+
+async def _none() -> None:
+    return None
 
 
 class PrimaryGuard:
     def __init__(
-        self, cfg: Config, me: str, peers: Peers, nodes: Nodes, inputs: PlanInputs
+        self,
+        cfg: Config,
+        me: str,
+        peers: Peers,
+        nodes: Nodes,
+        inputs: PlanInputs,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.me = me
+        self.now = clock
         self.log = log.get("monha.guard")
         self.last_heard_at: float | None = None
-        self.last_tick_at: float | None = None  # a gap between ticks: see split_brain.heard_at
+        # When the last tick's work ended: a longer gap than the sleep is time away.
+        self.last_tick_end: float | None = None
         # Why this node fenced itself (None: it did not); `for_isolation` tells the two kinds
         # apart: only a node that stepped down for isolation may come back by itself.
         self.fenced_because: str | None = None
@@ -84,9 +114,14 @@ class PrimaryGuard:
     # --- every tick ----------------------------------------------------------------------
 
     def heard(self, obs: Observation) -> None:
+        """Right after the tick's observation (its clock read now, so that a freeze during
+        the probes counts as time away)."""
         limit = split_brain.isolation_limit(self.cfg)
-        self.last_heard_at = next_heard_at(obs, self.last_heard_at, self.last_tick_at, limit)
-        self.last_tick_at = obs.at
+        away = away_s(obs.at, self.now(), self.last_tick_end, self.cfg.probe.interval_s)
+        self.last_heard_at = next_heard_at(obs, self.last_heard_at, away, limit)
+
+    def tick_ended(self) -> None:
+        self.last_tick_end = self.now()
 
     def own_epoch(self) -> Epoch | None:
         try:
@@ -152,18 +187,19 @@ class PrimaryGuard:
             return
         if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
             return  # the peer is out of sight: nothing says it took over
-        if not flagged and obs.primary_ssh.status is ProbeStatus.OK:
-            try:
-                why = split_brain.peer_plan_against(self.me, await self._peer_plan())
-            except cluster_files.ClusterFileError as exc:
-                self.log.info("peer_journal_unreadable", peer=self.peer, error=str(exc))
-            if why is not None:
-                # As for isolation: it comes back by itself if that plan ends without promoting.
-                await self._fence(why, isolation=True)
-                return
-        facts = await fencing.peer_facts(
-            self.cfg, self.peer, obs, self.peers.primary, self.peers.ssh, want_flag=True
+        # The peer's journal is read beside its facts, in the same round of SSH commands.
+        want_plan = not flagged and obs.primary_ssh.status is ProbeStatus.OK
+        plan, facts = await asyncio.gather(
+            self._peer_plan_or_none() if want_plan else _none(),
+            fencing.peer_facts(
+                self.cfg, self.peer, obs, self.peers.primary, self.peers.ssh, want_flag=True
+            ),
         )
+        why = split_brain.peer_plan_against(self.me, plan, self.now())
+        if why is not None:
+            # As for isolation: it comes back by itself once that plan ends without promoting.
+            await self._fence(why, isolation=True)
+            return
         why = split_brain.peer_took_over(
             self.peer,
             holds_vip=facts.holds_vip,
@@ -181,6 +217,13 @@ class PrimaryGuard:
         return await cluster_files.read_json_on(
             self.peers.ssh, self.peer, self.cfg.failover.journal_file, self.cfg.probe.ssh_timeout_s
         )
+
+    async def _peer_plan_or_none(self) -> dict[str, Any] | None:
+        try:
+            return await self._peer_plan()
+        except cluster_files.ClusterFileError as exc:
+            self.log.info("peer_journal_unreadable", peer=self.peer, error=str(exc))
+            return None
 
     def replicating(self) -> None:
         """This node serves or replicates again: whatever made it step down is over."""
@@ -236,6 +279,19 @@ class PrimaryGuard:
         isolation, serve again once the peer is seen not promoted. True when it did."""
         if not self.for_isolation or not obs.primary_mysql.answered:
             return False
+        if obs.primary_ssh.status is not ProbeStatus.OK:
+            return False  # its journal, flag and epoch cannot be read: no return on half the facts
+        # The journal first: every fact read after it is newer, so a plan that starts on the
+        # peer meanwhile has not promoted it when those facts say it has not.
+        try:
+            plan = await self._peer_plan()
+        except cluster_files.ClusterFileError as exc:
+            self.log.info("return_to_service_waits", reason=f"peer's journal: {exc}")
+            return False
+        held = split_brain.plan_holds_return(self.me, plan, self.now())
+        if held is not None:
+            self.log.info("return_to_service_waits", reason=held)
+            return False
         peer_sql = self.peers.primary
         try:
             status = await peer_sql.replica_status(self.cfg.probe.mysql_timeout_s)
@@ -243,21 +299,10 @@ class PrimaryGuard:
         except MySQLError as exc:
             self.log.info("return_to_service_waits", reason=f"peer's MySQL: {exc}")
             return False
-        if obs.primary_ssh.status is not ProbeStatus.OK:
-            return False  # its flag and epoch cannot be read: no return on half the facts
         facts = await fencing.peer_facts(
             self.cfg, self.peer, obs, peer_sql, self.peers.ssh, want_flag=True
         )
         if facts.problems or facts.holds_vip is not False:
-            return False
-        # A plan open on the peer may be about to promote it: no return into its failover.
-        try:
-            plan = await self._peer_plan()
-        except cluster_files.ClusterFileError as exc:
-            self.log.info("return_to_service_waits", reason=f"peer's journal: {exc}")
-            return False
-        if plan is not None and not plan.get("finished", False):
-            self.log.info("return_to_service_waits", reason="a plan is open on the peer")
             return False
         me_addr = self.cfg.node(self.me).address
         why = split_brain.may_return(

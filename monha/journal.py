@@ -22,33 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from monha.model import OnFailure, Step, StepKind, StepResult
+from monha.plan import UNTOUCHED, changed_a_node, last_active_at
 
 JOURNAL_VERSION = 2
 
-# Steps whose success changes no node: a plan that ran only these can still be abandoned.
-_NO_EFFECT = {
-    StepKind.CATCH_UP.value,
-    StepKind.CHECK_HOT.value,
-    StepKind.AWAIT_PEER_STEP_DOWN.value,  # it only waits
-}
-# Steps that may have changed a node even when they failed: a promote cut off after RESET
-# REPLICA, a salvage that applied part of what it read, a VIP or service brought up before a
-# later error. (A failed fence command is not among them: if it powered the host off anyway,
-# the primary does not answer, and the plan is not abandoned; if the primary answers, the fence
-# took no effect, and abandoning it is right: retrying it later would fence a healthy primary.)
-_EFFECT_EVEN_IF_FAILED = {
-    StepKind.PROMOTE.value,
-    StepKind.SALVAGE_BINLOG.value,
-    StepKind.VIP_UP.value,
-    StepKind.START_SERVICE.value,
-}
-
-# A failed step's data says this when it stopped before touching its node (a promote refused
-# for want of a new epoch): it does not commit the plan, which may still be abandoned.
-UNTOUCHED = "untouched"
-
 # What resolves a journal the daemon cannot replay, for status lines and errors.
 DISCARD_HINT = "monha-ctl journal discard (it is kept as a .discarded file)"
+
+
+__all__ = ["UNTOUCHED"]  # re-exported: the executor marks failed steps with it
 
 
 class RecordError(Exception):
@@ -157,14 +139,7 @@ class JournalRecord:
     def committed(self) -> bool:
         """A step that changes a node succeeded, or one that may have changed it ran at all:
         only finishing the plan restores one primary from here, so it is never abandoned."""
-
-        def changed(d: dict[str, Any]) -> bool:
-            kind = str(d.get("step", "")).split("@")[0]
-            if d.get("skipped") or kind in _NO_EFFECT or (d.get("data") or {}).get(UNTOUCHED):
-                return False
-            return bool(d.get("ok")) or kind in _EFFECT_EVEN_IF_FAILED
-
-        return any(changed(d) for d in self.done)
+        return changed_a_node(self.done)
 
     @property
     def flag_written(self) -> bool:
@@ -193,6 +168,10 @@ class JournalRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def last_active_at(self) -> float:
+        return last_active_at(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path) -> JournalRecord:

@@ -144,6 +144,8 @@ class Observation:
     # The open plan already changed a node (a fence, salvage or promote step recorded done):
     # from then on only finishing it leads back to one primary, whatever the peer does.
     plan_committed: bool = False
+    # When the open plan last ran or will run (journal.last_active_at; None: no open plan).
+    plan_active_at: float | None = None
     # Non-empty when the journal exists but cannot be replayed: what is wrong, naming the file.
     journal_problem: str = ""
     # The primary's own binary log end, read from it this tick (None: it did not answer).

@@ -96,12 +96,14 @@ class Observer:
         mysql = fresh if fresh.answered else best((fresh, kept))
         witness_results = tuple(witnesses)
         journal_open, committed, problem = False, False, ""
+        active_at: float | None = None
         try:
             record = self.journal.open_record()
             # An unfinished switchover is the operator's to finish (`monha-ctl switchover`
             # resumes it): it must never make the state machine resume a *failover*.
             journal_open = record is not None and record.kind != "switchover"
             committed = journal_open and record is not None and record.committed
+            active_at = record.last_active_at if journal_open and record is not None else None
         except (RecordError, OSError) as exc:
             # Unreadable: nothing may start afresh, nor be replayed; an operator must look.
             problem = f"{exc}; resolve with {DISCARD_HINT}"
@@ -118,6 +120,7 @@ class Observer:
             flag_present=self.flag_present(),
             journal_open=journal_open,
             plan_committed=committed,
+            plan_active_at=active_at,
             journal_problem=problem,
             primary_position=position,
         )

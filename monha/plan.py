@@ -30,9 +30,12 @@ Failure policy (why each step stops the plan or not):
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from monha.config import Config
 from monha.model import OnFailure, Step, StepKind
@@ -425,3 +428,70 @@ def describe(step: Step) -> str:
         f"{step.node}: {what}{command} (timeout {step.timeout_s:g} s, "
         f"{'stop' if step.on_failure is OnFailure.STOP else 'continue'} on failure)"
     )
+
+
+# An open plan that shows no sign of running for this long (no step recorded, no attempt due,
+# no wait running) is not being run: its daemon is stopped, or the plan is blocked. A standby
+# decides afresh rather than resume such a plan uncommitted (its wait for the old primary's
+# step-down is long over, and that primary may be serving again); the old primary's guard no
+# longer steps down, or stays down, for it (after PLAN_STALE_S plus PLAN_STALE_SKEW_S, for the
+# clocks of the two nodes).
+PLAN_STALE_S = 60.0
+PLAN_STALE_SKEW_S = 30.0
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok else 0.0
+
+
+def last_active_at(record: Mapping[str, Any]) -> float:
+    """The latest time a journal record (as read, perhaps from the peer) says its plan ran or
+    will run: its start, the end of its last recorded step, the attempt it waits for, the end
+    of a wait step in it. Fields that are missing or not numbers count as 0."""
+    times = [_number(record.get("started_at")), _number(record.get("next_attempt_at"))]
+    for d in record.get("done") or ():
+        if isinstance(d, dict):
+            times.append(_number(d.get("started_at")) + _number(d.get("duration_s")))
+    for step in record.get("plan") or ():
+        if isinstance(step, dict) and step.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value:
+            with contextlib.suppress(TypeError, ValueError):
+                times.append(float(dict(step.get("args") or ()).get("until", 0.0)))
+    return max(times)
+
+
+# Steps whose success changes no node: a plan that ran only these can still be abandoned.
+_NO_EFFECT = {
+    StepKind.CATCH_UP.value,
+    StepKind.CHECK_HOT.value,
+    StepKind.AWAIT_PEER_STEP_DOWN.value,  # it only waits
+}
+# Steps that may have changed a node even when they failed: a promote cut off after RESET
+# REPLICA, a salvage that applied part of what it read, a VIP or service brought up before a
+# later error. (A failed fence command is not among them: if it powered the host off anyway,
+# the primary does not answer, and the plan is not abandoned; if the primary answers, the fence
+# took no effect, and abandoning it is right: retrying it later would fence a healthy primary.)
+_EFFECT_EVEN_IF_FAILED = {
+    StepKind.PROMOTE.value,
+    StepKind.SALVAGE_BINLOG.value,
+    StepKind.VIP_UP.value,
+    StepKind.START_SERVICE.value,
+}
+
+# A failed step's data says this when it stopped before touching its node (a promote refused
+# for want of a new epoch): it does not commit the plan, which may still be abandoned.
+UNTOUCHED = "untouched"
+
+
+def changed_a_node(done: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether recorded steps (journal `done` entries) changed a node: a step that changes one
+    succeeded, or one that may have changed it ran at all. From then on only finishing the
+    plan restores one primary, so it is never abandoned."""
+
+    def changed(d: Mapping[str, Any]) -> bool:
+        kind = str(d.get("step", "")).split("@")[0]
+        if d.get("skipped") or kind in _NO_EFFECT or (d.get("data") or {}).get(UNTOUCHED):
+            return False
+        return bool(d.get("ok")) or kind in _EFFECT_EVEN_IF_FAILED
+
+    return any(changed(d) for d in done if isinstance(d, Mapping))

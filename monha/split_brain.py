@@ -20,6 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from monha.config import Config
+from monha.model import StepKind
+from monha.plan import PLAN_STALE_S, PLAN_STALE_SKEW_S, changed_a_node, last_active_at
+
+_AWAIT = StepKind.AWAIT_PEER_STEP_DOWN.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,26 +166,26 @@ def isolation_fencing(cfg: Config) -> str:
 def heard_at(
     now: float,
     last_heard_at: float | None,
-    last_tick_at: float | None,
+    away_s: float,
     limit_s: float,
     *,
     peer: bool,
     witness: bool,
 ) -> float | None:
     """When this node last heard anyone, as the isolation rule counts it, after this tick
-    (`peer`, `witness`: whether the peer, a witness answered now). After a gap between two ticks
-    of `limit_s` or more (a frozen host, a suspended VM) a witness's answer does not count at
-    the first tick: what the peer did meanwhile only the peer can say, and it may have promoted
-    while this node could not step down; so a primary that comes back and reaches only a
-    witness steps down at once."""
+    (`peer`, `witness`: whether the peer, a witness answered now). `away_s` is how long this
+    node was away since its last tick (frozen, suspended: time its own work and its sleep
+    between ticks do not account for). After `limit_s` or more away a witness's answer does
+    not count at the first tick: what the peer did meanwhile only the peer can say, and it may
+    have promoted while this node could not step down; so a primary that comes back and
+    reaches only a witness steps down at once."""
     if peer:
         return now
     if last_heard_at is None:
         # A daemon that starts hearing nobody cannot know how long that has lasted (it may
         # have been frozen, its host just thawed): the silence counts as longer than any limit.
         return now if witness else -math.inf
-    away = last_tick_at is not None and now - last_tick_at >= limit_s
-    return now if witness and not away else last_heard_at
+    return now if witness and away_s < limit_s else last_heard_at
 
 
 def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | None:
@@ -204,18 +208,45 @@ def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | N
     )
 
 
-def peer_plan_against(me: str, plan: Mapping[str, Any] | None) -> str | None:
+def peer_plan_against(me: str, plan: Mapping[str, Any] | None, now: float) -> str | None:
     """Why a primary must step down because of the peer's journal; None when it need not.
-    An open failover plan there naming this node as the old primary is about to promote the
-    peer (it waits for this node's step-down when it could not reach it): step down first."""
+
+    Only an open failover plan there that names this node as the old primary, waits for this
+    node's step-down (it could not fence it over SSH: plan step await_peer_step_down), and is
+    running (its wait ahead, or a step or attempt recent, see plan.PLAN_STALE_S): it promotes
+    the peer once its wait ends. A plan that fences this node over SSH does so itself; a plan
+    not run for long (its daemon stopped, the plan blocked) would only leave no primary."""
     if plan is None or plan.get("finished", False) or plan.get("kind") != "failover":
         return None
-    if plan.get("old_primary") != me:
+    if plan.get("old_primary") != me or not waits_for_step_down(plan):
+        return None
+    if now - last_active_at(plan) > PLAN_STALE_S + PLAN_STALE_SKEW_S:
         return None
     return (
-        f"the peer's failover plan {plan.get('failover_id', '?')} against this node is open: "
-        "it promotes the peer"
+        f"the peer's failover plan {plan.get('failover_id', '?')} against this node is "
+        "running and waits for this node to step down before it promotes the peer"
     )
+
+
+def waits_for_step_down(plan: Mapping[str, Any]) -> bool:
+    steps = plan.get("plan") or ()
+    return any(isinstance(s, dict) and s.get("kind") == _AWAIT for s in steps)
+
+
+def plan_holds_return(me: str, plan: Mapping[str, Any] | None, now: float) -> str | None:
+    """Why a node that stepped down for isolation may not serve again because of the peer's
+    journal; None when the journal is no reason. Any open plan not stale holds it (it may be
+    about to fence this node, or to promote the peer), and so does one that changed a node
+    (only finishing it restores one primary): a plan stale and unchanged the standby decides
+    afresh, and it is no reason to leave the cluster without a primary."""
+    if plan is None or plan.get("finished", False):
+        return None
+    fid = plan.get("failover_id", "?")
+    if now - last_active_at(plan) <= PLAN_STALE_S + PLAN_STALE_SKEW_S:
+        return f"the peer's plan {fid} is open and running"
+    if changed_a_node(plan.get("done") or ()):
+        return f"the peer's plan {fid} is open and already changed a node"
+    return None
 
 
 def may_return(

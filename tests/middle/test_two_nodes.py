@@ -15,6 +15,7 @@ import pytest
 from monha import check
 from monha.model import State
 from monha.operations import Operations
+from monha.plan import PLAN_STALE_S, PLAN_STALE_SKEW_S
 from monha.split_brain import Epoch
 from tests.middle.test_daemon import make, monha_ctl, running, until
 from tests.middle.world import (
@@ -259,9 +260,41 @@ async def test_no_return_from_isolation_while_a_plan_is_open_on_the_peer(tmp_pat
         world.node1.host_up, world.witness_up = False, False
         await until(lambda: world.node2.read_only and not world.node2.vip, "node2 steps down")
         # node1 decided a failover meanwhile and is about to promote itself.
-        put(world, "node1", tmp_path / "journal.json", {"failover_id": "f9", "finished": False})
+        journal = {"failover_id": "f9", "finished": False, "started_at": d.clock()}
+        put(world, "node1", tmp_path / "journal.json", journal)
         world.node1.host_up, world.witness_up = True, True
         await ticks(40)
         assert world.node2.read_only and not world.node2.vip
         world.node1.files[str(tmp_path / "journal.json")] = b'{"finished": true}'
         await until(lambda: not world.node2.read_only and VIP in world.node2.vip, "return")
+
+
+@pytest.mark.parametrize("committed", [False, True])
+async def test_a_stale_plan_on_the_peer_holds_the_return_only_if_it_changed_a_node(
+    tmp_path: Path, committed: bool
+) -> None:
+    """A plan open on the peer that has not run for PLAN_STALE_S (its daemon stopped) is no
+    reason to leave the cluster without a primary, unless it already changed a node."""
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    d, _ = make(cfg, world)
+    async with running(d):
+        world.node1.host_up, world.witness_up = False, False
+        await until(lambda: world.node2.read_only and not world.node2.vip, "node2 steps down")
+        long_ago = d.clock() - PLAN_STALE_S - PLAN_STALE_SKEW_S - 10.0
+        done = [{"step": "promote@node1", "ok": True, "started_at": long_ago, "duration_s": 1}]
+        journal = {
+            "failover_id": "f9",
+            "kind": "failover",
+            "old_primary": "node2",
+            "finished": False,
+            "started_at": long_ago,
+            "done": done if committed else [],
+        }
+        put(world, "node1", tmp_path / "journal.json", journal)
+        world.node1.host_up, world.witness_up = True, True
+        if committed:
+            await ticks(40)
+            assert world.node2.read_only and not world.node2.vip
+        else:
+            await until(lambda: not world.node2.read_only and VIP in world.node2.vip, "return")

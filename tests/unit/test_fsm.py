@@ -23,7 +23,7 @@ from monha.model import (
     State,
     StepKind,
 )
-from monha.plan import PlanInputs
+from monha.plan import PLAN_STALE_S, PlanInputs
 
 OK, FAILED, TIMEOUT, ALIVE = (
     ProbeStatus.OK,
@@ -425,3 +425,18 @@ def test_a_promote_that_ran_unrecorded_is_resumed_not_waited_for() -> None:
     gone = lost_obs(replica_view=view(configured=False), journal_open=True)
     d = decide(MonitorState(), gone, POLICY)
     assert d.plan_kind is PlanKind.RESUME
+
+
+def test_a_stale_uncommitted_plan_is_superseded_a_committed_one_resumed() -> None:
+    # Review finding: resumed long after its wait for the old primary's step-down ended, the
+    # plan would promote while that primary may be serving again.
+    failing = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, None)
+    long_ago = 1000.0 - PLAN_STALE_S - 1.0
+    stale = lost_obs(at=1000.0, journal_open=True, plan_active_at=long_ago)
+    d = decide(failing, stale, POLICY)
+    assert d.plan_kind is PlanKind.ABANDON and d.event is Event.PLAN_SUPERSEDED
+    assert "has not run for" in d.reason
+    recent = decide(failing, replace(stale, plan_active_at=1000.0 - 5.0), POLICY)
+    assert recent.plan_kind is PlanKind.RESUME
+    committed = decide(failing, replace(stale, plan_committed=True), POLICY)
+    assert committed.plan_kind is PlanKind.RESUME

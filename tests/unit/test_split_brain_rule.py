@@ -4,13 +4,16 @@ again, and which of several probe attempts counts."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from monha.__main__ import main as monha_main
 from monha.config import Config
+from monha.guard import away_s
 from monha.model import ProbeResult, ProbeStatus
 from monha.observe import best
+from monha.plan import PLAN_STALE_S, PLAN_STALE_SKEW_S, last_active_at
 from monha.split_brain import (
     Epoch,
     flag_epoch,
@@ -20,7 +23,9 @@ from monha.split_brain import (
     may_return,
     newest,
     next_epoch,
+    peer_plan_against,
     peer_took_over,
+    plan_holds_return,
 )
 from tests.middle.world import write_config
 from tests.unit.unit_support import CONFIG
@@ -149,21 +154,34 @@ def test_isolation_counts_from_the_last_answer_never_from_an_assumed_silence() -
     assert why is not None and "3.0 s" in why and "isolation_fence_s 3" in why
 
 
-def test_the_isolation_clock_after_a_gap_or_a_start_counts_only_the_peer() -> None:
-    # Ticks a second apart: any answer restarts the clock; silence keeps it.
-    assert heard_at(11.0, 10.0, 10.0, 3.0, peer=False, witness=True) == 11.0
-    assert heard_at(11.0, 10.0, 10.0, 3.0, peer=False, witness=False) == 10.0
-    # A gap of the limit (a frozen host): the witness does not count at the first tick after
-    # it, the peer does; the next tick (no gap) counts the witness again.
-    assert heard_at(20.0, 10.0, 10.0, 3.0, peer=False, witness=True) == 10.0
+def test_the_isolation_clock_after_time_away_or_a_start_counts_only_the_peer() -> None:
+    # No time away: any answer restarts the clock; silence keeps it.
+    assert heard_at(11.0, 10.0, 0.0, 3.0, peer=False, witness=True) == 11.0
+    assert heard_at(11.0, 10.0, 0.0, 3.0, peer=False, witness=False) == 10.0
+    # Away for the limit (a frozen host): the witness does not count at the first tick after
+    # it, the peer does; the next tick (not away) counts the witness again.
+    assert heard_at(20.0, 10.0, 9.0, 3.0, peer=False, witness=True) == 10.0
     assert isolated(20.0, 10.0, 3.0) is not None
-    assert heard_at(20.0, 10.0, 10.0, 3.0, peer=True, witness=False) == 20.0
-    assert heard_at(21.0, 10.0, 20.0, 3.0, peer=False, witness=True) == 21.0
+    assert heard_at(20.0, 10.0, 9.0, 3.0, peer=True, witness=False) == 20.0
+    assert heard_at(21.0, 10.0, 0.0, 3.0, peer=False, witness=True) == 21.0
     # Just started: an answer starts the clock; nobody answering is a silence of unknown length.
-    assert heard_at(5.0, None, None, 3.0, peer=False, witness=True) == 5.0
-    started_deaf = heard_at(5.0, None, None, 3.0, peer=False, witness=False)
+    assert heard_at(5.0, None, 0.0, 3.0, peer=False, witness=True) == 5.0
+    started_deaf = heard_at(5.0, None, 0.0, 3.0, peer=False, witness=False)
     why = isolated(5.0, started_deaf, 3.0)
     assert why is not None and "since this daemon started" in why
+
+
+def test_time_away_is_what_neither_the_sleep_nor_the_probes_account_for() -> None:
+    # A tick at 10 s whose slow work (SSH to a lossy peer) ended at 16 s, the next tick at
+    # 16.2 s: its own work is not time away, however long it took.
+    assert away_s(16.2, 16.9, 16.0, 1.0) == 0.0
+    # The sleep between ticks is at most an interval: 5 s more is time away (frozen).
+    assert away_s(22.0, 22.5, 16.0, 1.0) == 5.0
+    # Frozen during the probes: the observation ended 6 s after the tick began, the probes
+    # are bounded by the interval (and a second of slack).
+    assert away_s(30.0, 36.0, 29.5, 1.0) == 4.0
+    # The first tick: nothing before it counts.
+    assert away_s(5.0, 5.5, None, 1.0) == 0.0
 
 
 def _cfg(failures: int, interval_s: float, fence_s: float | None = None) -> Config:
@@ -255,3 +273,61 @@ def test_a_promote_refused_for_want_of_an_epoch_does_not_commit_the_plan() -> No
     assert not r.committed  # it may be abandoned, and the fence undone
     r.done = [{"step": "promote@node2", "ok": False, "data": {}}]
     assert r.committed  # a promote cut off mid-way may have changed the node
+
+
+# --- the peer's open plan (issue 12, review) ---
+
+
+def _peer_plan(now: float, *, until: float | None, done: list[dict[str, Any]]) -> dict[str, Any]:
+    plan = [{"kind": "catch_up", "node": "node2", "args": []}]
+    if until is not None:
+        plan.insert(
+            0, {"kind": "await_peer_step_down", "node": "node2", "args": [["until", str(until)]]}
+        )
+    return {
+        "failover_id": "f1",
+        "kind": "failover",
+        "old_primary": "node1",
+        "finished": False,
+        "started_at": now,
+        "plan": plan,
+        "done": done,
+    }
+
+
+def test_the_primary_steps_down_only_for_a_running_plan_that_waits_for_it() -> None:
+    now = 1000.0
+    assert peer_plan_against("node1", _peer_plan(now, until=now + 5, done=[]), now)
+    # A plan that fences this node over SSH does so itself.
+    assert peer_plan_against("node1", _peer_plan(now, until=None, done=[]), now) is None
+    # Against the other node, finished, or a switchover: no reason.
+    assert peer_plan_against("node2", _peer_plan(now, until=now + 5, done=[]), now) is None
+    finished = {**_peer_plan(now, until=now + 5, done=[]), "finished": True}
+    assert peer_plan_against("node1", finished, now) is None
+    # Not run for longer than PLAN_STALE_S and the skew: its daemon is stopped.
+    old = now - PLAN_STALE_S - PLAN_STALE_SKEW_S - 10
+    assert peer_plan_against("node1", _peer_plan(old, until=old + 5, done=[]), now) is None
+    # A recent step keeps it running.
+    step = {"step": "catch_up@node2", "ok": True, "started_at": now - 10, "duration_s": 2}
+    assert peer_plan_against("node1", _peer_plan(old, until=old + 5, done=[step]), now)
+
+
+def test_a_stale_plan_holds_the_return_only_when_it_changed_a_node() -> None:
+    now = 1000.0
+    assert plan_holds_return("node1", None, now) is None
+    assert plan_holds_return("node1", _peer_plan(now, until=None, done=[]), now)
+    old = now - PLAN_STALE_S - PLAN_STALE_SKEW_S - 10
+    assert plan_holds_return("node1", _peer_plan(old, until=None, done=[]), now) is None
+    promoted = {"step": "promote@node2", "ok": False, "started_at": old, "duration_s": 0.5}
+    held = plan_holds_return("node1", _peer_plan(old, until=None, done=[promoted]), now)
+    assert held is not None and "changed a node" in held
+
+
+def test_last_active_at_reads_what_it_can_of_a_record() -> None:
+    assert last_active_at({}) == 0.0
+    assert last_active_at({"started_at": "x", "done": [None], "plan": [{"kind": 1}]}) == 0.0
+    rec = _peer_plan(100.0, until=150.0, done=[{"started_at": 120.0, "duration_s": 3.0}])
+    assert last_active_at(rec) == 150.0
+    assert last_active_at({**rec, "next_attempt_at": 200.0}) == 200.0
+    bad = {"plan": [{"kind": "await_peer_step_down", "args": [["until", "soon"]]}]}
+    assert last_active_at(bad) == 0.0

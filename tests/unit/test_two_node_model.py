@@ -58,7 +58,8 @@ from unit_support import CONFIG, POLICY, WITNESS, policy, probe
 
 from monha import split_brain
 from monha.fsm import Policy, decide
-from monha.guard import PEER_FLAG_EVERY_S, next_heard_at
+from monha.guard import PEER_FLAG_EVERY_S, away_s, next_heard_at
+from monha.journal import step_to_dict
 from monha.model import (
     MonitorState,
     Observation,
@@ -71,6 +72,7 @@ from monha.model import (
     Step,
     StepKind,
 )
+from monha.plan import last_active_at
 from monha.split_brain import Epoch, flag_epoch, next_epoch
 
 NODES = ("node1", "node2")
@@ -205,6 +207,19 @@ class Journal:
     other_in_plan: bool
     committed: bool = False
     epoch: Epoch | None = None
+    started_at: float = 0.0
+    plan: tuple[Step, ...] = ()  # every step, as journaled (`steps`: those not run yet)
+
+    def record(self) -> dict[str, Any]:
+        """The journal as the peer's guard reads it."""
+        return {
+            "kind": "failover",
+            "failover_id": self.fid,
+            "old_primary": self.old,
+            "started_at": self.started_at,
+            "plan": [step_to_dict(s) for s in self.plan],
+            "done": [],
+        }
 
 
 # Step kinds by value, so that this file runs with or without a kind that is newer than it.
@@ -310,6 +325,7 @@ class TwoNodes(RuleBasedStateMachine):
             flag_present=n.flag is not None,
             journal_open=n.journal is not None,
             plan_committed=n.journal is not None and n.journal.committed,
+            plan_active_at=None if n.journal is None else last_active_at(n.journal.record()),
         )
 
     def daemon_tick(self, me: str) -> None:
@@ -318,9 +334,9 @@ class TwoNodes(RuleBasedStateMachine):
             return  # a frozen host, or a daemon blocked in its executor (a wait step)
         obs = self.observe(me)
         # PrimaryGuard.heard
-        n.last_heard_at = next_heard_at(
-            obs, n.last_heard_at, n.last_tick_at, self.v.isolation_limit_s
-        )
+        # Its ticks take no model time: whatever gap exceeds the sleep is time away.
+        away = away_s(obs.at, obs.at, n.last_tick_at, INTERVAL_S)
+        n.last_heard_at = next_heard_at(obs, n.last_heard_at, away, self.v.isolation_limit_s)
         n.last_tick_at = obs.at
         role = "standby" if n.source is not None else "primary" if n.writable else "fenced"
         idle = role in ("primary", "fenced") and not (obs.flag_present or obs.journal_open)
@@ -388,8 +404,7 @@ class TwoNodes(RuleBasedStateMachine):
         if not (obs.primary_mysql.answered or ssh_ok):
             return
         if not flagged and ssh_ok and p.journal is not None:
-            plan = {"kind": "failover", "old_primary": p.journal.old, "failover_id": p.journal.fid}
-            why = split_brain.peer_plan_against(n.name, plan)
+            why = split_brain.peer_plan_against(n.name, p.journal.record(), obs.at)
             if why is not None:
                 self.self_fence(n, why)
                 n.for_isolation = n.isolation_file = True
@@ -423,7 +438,8 @@ class TwoNodes(RuleBasedStateMachine):
             return
         if obs.primary_ssh.status is not OK or p.vip:
             return
-        if p.journal is not None:
+        record = p.journal.record() if p.journal is not None else None
+        if split_brain.plan_holds_return(n.name, record, obs.at) is not None:
             return  # PrimaryGuard.as_fenced: no return into a plan open on the peer
         why = self.v.may_return(
             n.name,
@@ -466,7 +482,10 @@ class TwoNodes(RuleBasedStateMachine):
                 + self.story()
             )
         self.failovers_since_clear += 1
-        n.journal = Journal(fid, p.name, steps, any(s.node == p.name for s in steps))
+        n.journal = Journal(
+            fid, p.name, steps, any(s.node == p.name for s in steps), False, None,
+            self.now(), tuple(steps),
+        )  # fmt: skip
         n.running = True
         self.execute(n)
 
