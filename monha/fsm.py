@@ -115,6 +115,12 @@ _HOLDS = (
         "holding: a stale replica is not promoted automatically "
         "(`monha-ctl failover --force` promotes it and says what it had not applied)",
     ),
+    (
+        E.HOLD_UNFENCEABLE,
+        R.HOLD_UNFENCEABLE,
+        "holding: a primary nothing fences may still serve (configure a fence command, or "
+        "witnesses with ssh_user that check its MySQL)",
+    ),
 )
 _CLEARED = "stay no longer: the completion flag was cleared, monitoring starts again from healthy"
 _BLOCKED = (
@@ -283,6 +289,7 @@ _PLAN_MOOT = frozenset(
         E.HOLD_PARTITION,
         E.HOLD_REPLICA_CONNECTED,
         E.HOLD_REPLICA_STALE,
+        E.HOLD_UNFENCEABLE,
     }
 )
 
@@ -465,6 +472,16 @@ def _assess_primary(
             return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} ({host})")
         if stale:
             return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
+        unsure = sorted(w.target for w in results if w.answered and w.sees_primary is None)
+        if unsure and not ssh_ok and not policy.plan.fence_argv:
+            # Only its own step-down would fence it, and it steps down only when it hears no
+            # witness: one that answers us and cannot check it may well answer it too.
+            return event(
+                E.HOLD_UNFENCEABLE,
+                f"{head}; {replica}; but nothing fences it (SSH {_said(obs.primary_ssh)}, no "
+                f"fence command) and witness {', '.join(unsure)} cannot tell whether it still "
+                f"serves ({host})",
+            )
         said = "; ".join(f"{w.target}: {w.detail}" for w in results if w.answered and w.detail)
         where = f"witness {', '.join(answering)} answered and none sees it" + (
             f" ({said})" if said else ""

@@ -190,6 +190,10 @@ class Event(StrEnum):
     # threshold reached, but the replica is stale or broken: its SQL thread stopped or failed,
     # its IO thread was failing before the fault, or it lagged more than probe.max_lag_s
     HOLD_REPLICA_STALE = "hold_replica_stale"
+    # threshold reached, but nothing can fence the primary (SSH does not reach it, no fence
+    # command) and a witness that answered cannot tell whether it still reaches the primary:
+    # the primary may hear that witness and never step down by itself
+    HOLD_UNFENCEABLE = "hold_unfenceable"
     # An open plan stopped at a failed step; its next attempt is not due yet (back-off).
     PLAN_RETRY_WAIT = "plan_retry_wait"
     # An open plan that changed nothing yet, while the primary answers again or a hold rule
@@ -221,6 +225,7 @@ class ReasonCode(StrEnum):
     HOLD_REPLICA_CONNECTED = "hold_replica_connected"
     HOLD_EVIDENCE_MISSING = "hold_evidence_missing"
     HOLD_REPLICA_STALE = "hold_replica_stale"
+    HOLD_UNFENCEABLE = "hold_unfenceable"
     FAILOVER_RETRY_WAIT = "failover_retry_wait"
     FAILOVER_ABANDONED = "failover_abandoned"
     FAILOVER_SUPERSEDED = "failover_superseded"

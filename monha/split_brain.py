@@ -160,6 +160,12 @@ def isolation_fencing(cfg: Config) -> str:
             if len(cfg.witness) == 1
             else ""
         )
+        + (
+            "; no witness has ssh_user and no fence command is configured: a primary SSH "
+            "cannot reach (a dead host, a cut link) is never failed over automatically"
+            if cfg.fence is None and not any(w.ssh_user for w in cfg.witness)
+            else ""
+        )
     )
 
 

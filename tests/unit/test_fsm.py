@@ -440,3 +440,21 @@ def test_a_stale_uncommitted_plan_is_superseded_a_committed_one_resumed() -> Non
     assert recent.plan_kind is PlanKind.RESUME
     committed = decide(failing, replace(stale, plan_committed=True), POLICY)
     assert committed.plan_kind is PlanKind.RESUME
+
+
+def test_a_witness_that_cannot_tell_holds_a_failover_nothing_can_fence() -> None:
+    # Review finding: an ICMP-only witness answers the primary too, whose isolation clock then
+    # never runs out; promoting after the step-down wait gave two writable primaries.
+    icmp_only = (witness(sees_primary=None),)
+    cut = lost_obs(icmp=TIMEOUT, ssh=TIMEOUT, witnesses=icmp_only)
+    d = at_threshold(cut)
+    assert d.event is Event.HOLD_UNFENCEABLE and d.plan_kind is PlanKind.NONE
+    assert "witness zabbix-external cannot tell" in d.reason and "no fence command" in d.reason
+    # SSH reaches it (the plan fences it), or a fence command can: the failover goes on.
+    assert (
+        at_threshold(replace(cut, primary_ssh=probe("ssh", "node1"))).plan_kind is PlanKind.FAILOVER
+    )
+    command = dataclasses.replace(POLICY.plan, fence_argv=("/usr/local/sbin/fence",))
+    assert at_threshold(cut, policy(plan=command)).plan_kind is PlanKind.FAILOVER
+    # A witness that checked and does not see it: the primary steps down by itself in time.
+    assert at_threshold(lost_obs(icmp=TIMEOUT, ssh=TIMEOUT)).plan_kind is PlanKind.FAILOVER

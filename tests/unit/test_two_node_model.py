@@ -156,6 +156,8 @@ class Variant:
     faults: tuple[str, ...] = ALL_FAULTS
     single_faults: bool = False  # a fault starts only while the world is healthy
     checked: frozenset[int] = ALL_PROPERTIES
+    # False: the witness answers ICMP only and cannot say whether it sees the primary.
+    witness_checks: bool = True
 
 
 # --- The world. -----------------------------------------------------------------------------
@@ -174,6 +176,7 @@ class Node:
     # The daemon's memory, lost at a restart.
     state: MonitorState = field(default_factory=MonitorState)
     decided: bool = False  # Daemon.last_decision is not None
+    code: str = ""  # the last decision's reason code
     last_heard_at: float | None = None
     last_tick_at: float | None = None
     for_isolation: bool = False
@@ -309,7 +312,8 @@ class TwoNodes(RuleBasedStateMachine):
         else:
             rv = ReplicaView(probe("replica", me), ReplicaStatus(configured=False), None)
         if self.witness_reaches(me):
-            w = probe("witness", WITNESS, OK, sees_primary=self.witness_reaches(p.name))
+            sees = self.witness_reaches(p.name) if self.v.witness_checks else None
+            w = probe("witness", WITNESS, OK, sees_primary=sees)
         else:
             w = probe("witness", WITNESS, FAILED, detail="no answer")
         return Observation(
@@ -359,7 +363,7 @@ class TwoNodes(RuleBasedStateMachine):
                 obs = replace(obs, flag_present=True)
         shown = replace(obs, flag_present=False) if self.v.ignore_flag else obs
         d = decide(n.state, shown, self.v.policy)
-        n.state, n.decided = d.state, True
+        n.state, n.decided, n.code = d.state, True, d.reason_code.value
         if n.state.state is State.DONE_FLAGGED:
             self.refence(n, p, obs, role)
         if d.plan_kind is PlanKind.FAILOVER:
@@ -782,6 +786,23 @@ def test_1_counter_example_the_old_primary_is_seen_again_during_the_wait() -> No
             ("tick", 12),
         ],
     )
+
+
+# Review finding (issue 12): a witness that answers ICMP only (sees_primary None) restarts the
+# primary's isolation clock, but the standby, counting only a witness that sees the primary,
+# ended its wait and promoted: the link cut, node1 serving beside node2. Fixed: without SSH to
+# the primary and without a fence command, a witness that cannot tell holds the failover.
+def test_1_an_icmp_only_witness_never_gives_two_writable_vip_holders() -> None:
+    run(Variant(checked=only(1), witness_checks=False))
+
+
+def test_1_counter_example_the_link_cut_with_an_icmp_only_witness() -> None:
+    m = replay(
+        Variant(checked=only(1), witness_checks=False), "node1", [("cut_link",), ("tick", 30)]
+    )
+    n1, n2 = m.nodes["node1"], m.nodes["node2"]
+    assert (n1.holder, n2.writable, n2.source) == (True, False, "node1"), m.story()
+    assert n2.code == "hold_unfenceable", m.story()
 
 
 # Was counter-example 1 (an xfail): fixed by the failover's wait for an unreachable old primary to
