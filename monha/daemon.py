@@ -221,6 +221,7 @@ class Daemon:
         self.cfg = cfg
         self.peers, self.observer, self.nodes = w.peers, w.observer, w.nodes
         self.observer.clock = self.clock
+        self.nodes.recheck = self._recheck
         self.policy = fsm.Policy.from_config(cfg)
         self.journal = Journal(Path(cfg.failover.journal_file))
         self.executor = Executor(
@@ -524,6 +525,12 @@ class Daemon:
         else:
             return
         if not ok:
+            heard = self.executor.heard_again_at
+            if heard is not None:
+                # The plan's wait heard the old primary again and closed it unrun.
+                self.executor.heard_again_at = None
+                self.state = fsm.plan_heard_again(self.state, self.clock())
+                return
             self.state = fsm.plan_stopped(self.state, self.clock())
             self.executor.stopped(self.state.next_attempt_at)
             self.log.warning(
@@ -531,6 +538,15 @@ class Daemon:
                 attempts=self.state.plan_attempts,
                 next_attempt_at=self.state.next_attempt_at,
             )
+
+    async def _recheck(self) -> str | None:
+        """For a failover's wait for the old primary's step-down: one fresh observation, and
+        why the old primary may have been heard in it (see fsm.heard_why)."""
+        obs = await self.observer.observe()
+        why = fsm.heard_why(obs, self.policy)
+        if why is not None:
+            self.log.warning("failover_wait_heard_primary", old_primary=obs.primary, why=why)
+        return why
 
     async def _refence(self, obs: Observation) -> None:
         """After a failover, fence the old primary again the moment it shows up alive.

@@ -33,7 +33,7 @@ from monha.metrics import Metrics
 from monha.model import OnFailure, PlanKind, Step, StepKind, StepResult
 from monha.mysql import MySQLError
 from monha.plan import describe, restore_after_abandon
-from monha.steps import Nodes, Outcome, run_step
+from monha.steps import HEARD_AGAIN, Nodes, Outcome, run_step
 
 # A test-only failpoint: with MONHA_FAILPOINT=STEP_KEY the daemon dies (as by SIGKILL, no
 # cleanup) right after that step is journaled, so tests can prove a restart resumes the plan.
@@ -64,6 +64,9 @@ class Executor:
         self.epoch_file = epoch_file
         self.peer_timeout_s = peer_timeout_s
         self.log = log.get("monha.executor")
+        # When a plan last ended unrun because its wait heard the old primary again (None:
+        # not since the daemon started); the daemon's state machine takes it from here.
+        self.heard_again_at: float | None = None
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
         self.fail_once = os.environ.get(FAIL_ONCE_ENV, "")
         for env, value in ((FAILPOINT_ENV, self.failpoint), (FAIL_ONCE_ENV, self.fail_once)):
@@ -169,12 +172,15 @@ class Executor:
             undo = ()
         for index, step in enumerate(undo, start=len(plan)):
             await self._step(index, step, record)  # CONTINUE steps: each is tried
+        self._close_abandoned(record, reason)
+        return True
+
+    def _close_abandoned(self, record: JournalRecord, reason: str) -> None:
         record.outcome = "abandoned"
         record.data["abandoned"] = reason
         self.journal.finish(record)
         self._counter(record).labels("abandoned").inc()
         self.log.warning(f"{record.kind}_abandoned", failover_id=record.failover_id, reason=reason)
-        return True
 
     async def _still_as_decided(self, record: JournalRecord) -> bool:
         """The old primary still is one (writable, replicating from nobody) and the new one
@@ -227,6 +233,12 @@ class Executor:
             if self.failpoint and step.key == self.failpoint:
                 self.log.warning("failpoint_reached", step=step.key)
                 os._exit(FAILPOINT_EXIT)
+            if not outcome.ok and HEARD_AGAIN in outcome.data and not record.committed:
+                # The wait's promise is void: close the plan unrun; the next tick decides
+                # afresh, its wait counted from this answer.
+                self.heard_again_at = time.time()
+                self._close_abandoned(record, outcome.detail)
+                return False
             if not outcome.ok and step.on_failure is OnFailure.STOP:
                 self._counter(record).labels("failed").inc()
                 self.log.error(

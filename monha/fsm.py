@@ -564,20 +564,41 @@ AWAY_INTERVALS = 2.5
 
 def _maybe_heard(state: MonitorState, obs: Observation, policy: Policy) -> bool:
     """Whether the primary may have been heard by someone this tick: the failover's wait for
-    an isolated primary to step down counts from the last such tick. A witness that sees the
-    primary counts (the primary may hear it too, and its isolation clock restarts); so does a
-    tick on which this node can tell nothing: it heard no witness either, or it was away."""
-    if (
-        obs.primary_mysql.answered
-        or obs.primary_icmp.status is ProbeStatus.OK
-        or obs.primary_ssh.status is ProbeStatus.OK
-        or any(w.sees_primary is True for w in obs.witnesses)
-    ):
-        return True
-    if policy.witnesses and not any(w.answered for w in obs.witnesses):
+    an isolated primary to step down counts from the last such tick (see `heard_why`), or a
+    tick after this node was away."""
+    if heard_why(obs, policy) is not None:
         return True
     last = state.observed_at
     return last is not None and obs.at - last > AWAY_INTERVALS * policy.interval_s
+
+
+def heard_why(obs: Observation, policy: Policy) -> str | None:
+    """Why the primary may have been heard by someone in `obs` (None: by nobody). Something of
+    it answered this node; a witness sees it (the primary may hear that witness too, and its
+    isolation clock restarts); or this node can tell nothing: it heard no witness either. A
+    failover's wait for its step-down ends the plan unrun on any of these."""
+    p = obs.primary
+    if obs.primary_mysql.answered:
+        return f"{p}'s MySQL answered ({_said(obs.primary_mysql)})"
+    if obs.primary_icmp.status is ProbeStatus.OK:
+        return f"{p} answered ICMP"
+    if obs.primary_ssh.status is ProbeStatus.OK:
+        return f"SSH reached {p}"
+    seeing = sorted(w.target for w in obs.witnesses if w.sees_primary is True)
+    if seeing:
+        return f"witness {', '.join(seeing)} reaches {p}'s MySQL"
+    if policy.witnesses and not any(w.answered for w in obs.witnesses):
+        return "no witness answered this node: it may be the isolated one"
+    return None
+
+
+def plan_heard_again(state: MonitorState, at: float) -> MonitorState:
+    """The state after a plan's wait heard the old primary again at `at` and closed the plan
+    unrun: suspect, the failure count kept (the next tick decides afresh), the wait for the
+    step-down counted from then."""
+    return replace(
+        state, state=S, primary_heard_at=at, plan_attempts=0, next_attempt_at=None, since=at
+    )
 
 
 # --- Decision. -------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ peer was promoted, or block a tick for longer than its SSH and MySQL timeouts.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,9 @@ from monha.steps import Nodes
 PEER_FLAG_EVERY_S = 5.0
 # Beside the flag: why this node stepped down for isolation, while it is stepped down.
 ISOLATION_NAME = "isolated.json"
+# Beside the flag: when this node last heard anyone and when its last tick ended, so that a
+# restarted daemon counts its silence and its time away from before the restart.
+HEARD_NAME = "heard.json"
 # Beside the flag: the peer's flag as last read, so that a daemon restarted while the peer is
 # out of reach still knows the cluster is flagged (a flag goes only by resume).
 PEER_FLAG_NAME = "peer-flag.json"
@@ -92,17 +96,21 @@ class PrimaryGuard:
         self.now = clock
         self.log = log.get("monha.guard")
         self.last_heard_at: float | None = None
-        # When the last tick's work ended: a longer gap than the sleep is time away.
-        self.last_tick_end: float | None = None
+        # When the last tick's work ended: a longer gap than the sleep is time away. Before
+        # the first tick, the daemon's start (a freeze before it counts too), unless a
+        # previous run of the daemon left what it knew (HEARD_NAME).
+        self.last_tick_end: float | None = self.now()
         # Why this node fenced itself (None: it did not); `for_isolation` tells the two kinds
         # apart: only a node that stepped down for isolation may come back by itself.
         self.fenced_because: str | None = None
         self.for_isolation = False
         self._peer_flag: dict[str, Any] | None = None
         self._peer_flag_at: float | None = None
+        self._heard_unwritable = False  # said once, not every tick
         self.rewire(cfg, peers, nodes, inputs)
         self._load_isolation()
         self._load_peer_flag()
+        self._load_heard()
 
     def rewire(self, cfg: Config, peers: Peers, nodes: Nodes, inputs: PlanInputs) -> None:
         self.cfg, self.peers, self.nodes, self.inputs = cfg, peers, nodes, inputs
@@ -110,6 +118,7 @@ class PrimaryGuard:
         self.epoch_file = cluster_files.epoch_path(cfg.failover.flag_file)
         self.isolation_file = str(Path(cfg.failover.flag_file).parent / ISOLATION_NAME)
         self.peer_flag_file = Path(cfg.failover.flag_file).parent / PEER_FLAG_NAME
+        self.heard_file = Path(cfg.failover.flag_file).parent / HEARD_NAME
 
     # --- every tick ----------------------------------------------------------------------
 
@@ -122,6 +131,39 @@ class PrimaryGuard:
 
     def tick_ended(self) -> None:
         self.last_tick_end = self.now()
+        heard = self.last_heard_at
+        data: dict[str, Any] = {
+            "monha_heard": 1,
+            "tick_end": self.last_tick_end,
+            "last_heard_at": None if heard is None else "never" if math.isinf(heard) else heard,
+        }
+        try:
+            write_json_atomically(self.heard_file, data, sync=False)
+        except OSError as exc:
+            if not self._heard_unwritable:
+                self.log.error("heard_state_unwritable", path=str(self.heard_file), error=str(exc))
+            self._heard_unwritable = True
+        else:
+            self._heard_unwritable = False
+
+    def _load_heard(self) -> None:
+        """What the previous run of the daemon knew: when it last heard anyone, and when its
+        last tick ended (the time since then is time away). Unreadable: as if never run."""
+        self._heard_unwritable = False
+        try:
+            data = read_json(self.heard_file)
+        except (RecordError, OSError):
+            return
+        if not data:
+            return
+        end, heard = data.get("tick_end"), data.get("last_heard_at")
+        if not isinstance(end, int | float) or isinstance(end, bool):
+            return
+        self.last_tick_end = min(float(end), self.now())
+        if heard == "never":
+            self.last_heard_at = -math.inf
+        elif isinstance(heard, int | float) and not isinstance(heard, bool):
+            self.last_heard_at = min(float(heard), self.now())
 
     def own_epoch(self) -> Epoch | None:
         try:

@@ -37,7 +37,12 @@ class RecordError(Exception):
     """A journal or flag file exists but cannot be read or understood."""
 
 
-def write_json_atomically(path: Path, data: dict[str, Any], mode: int = 0o600) -> None:
+def write_json_atomically(
+    path: Path, data: dict[str, Any], mode: int = 0o600, *, sync: bool = True
+) -> None:
+    """Temp file, rename: a reader sees the old version or the new one. With `sync` (the
+    default) also fsync of the file and the directory, so a crash keeps the new one; without,
+    for state rewritten every tick, where losing the last write to a crash is harmless."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -46,12 +51,15 @@ def write_json_atomically(path: Path, data: dict[str, Any], mode: int = 0o600) -
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+    if not sync:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

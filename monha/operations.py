@@ -264,6 +264,8 @@ class Operations:
                 # Unknown when it last answered anything: an isolated one steps down by
                 # itself within its limit from now at the latest.
                 primary_heard_at=time.time(),
+                # The operator said it is dead: an answer meanwhile does not call it off.
+                recheck_wait=False,
             )
             reason = f"manual failover forced by an operator: {old}'s MySQL does not answer"
             # What the automatic rules would have held for: --force goes past it, and says so.

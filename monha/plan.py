@@ -150,15 +150,22 @@ def _promote(p: PlanInputs, node: str) -> Step:
 
 
 def _await_step_down(
-    p: PlanInputs, new: str, *, ssh_reachable: bool, heard_at: float | None
+    p: PlanInputs, new: str, *, ssh_reachable: bool, heard_at: float | None, recheck: bool
 ) -> tuple[Step, ...]:
     """With SSH to the old primary, the plan fences it; without, an isolated old primary
     fences itself after its isolation limit, and the promote waits for that (an absolute
-    time, so that a resumed plan does not wait again from the start)."""
+    time, so that a resumed plan does not wait again from the start). With `recheck` the
+    wait looks again, every interval, at what the decision saw: the old primary heard again
+    (its isolation clock may have restarted too) ends the plan unrun."""
     if ssh_reachable or p.peer_step_down_s <= 0 or heard_at is None:
         return ()
     until = heard_at + p.peer_step_down_s
-    args = (("until", f"{until:.3f}"), ("wait_s", f"{p.peer_step_down_s:g}"))
+    args: tuple[tuple[str, str], ...] = (
+        ("until", f"{until:.3f}"),
+        ("wait_s", f"{p.peer_step_down_s:g}"),
+    )
+    if recheck:
+        args += (("recheck", "yes"),)
     return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, p.peer_step_down_s + 5.0, STOP, args),)
 
 
@@ -274,6 +281,7 @@ def build_failover_plan(
     host_down: bool = False,
     fence_required: bool = False,
     primary_heard_at: float | None = None,
+    recheck_wait: bool = True,
 ) -> tuple[Step, ...]:
     """The unplanned failover, in the hook order: fence, catch up, promote, VIP up, start cold
     services, restart agents, check hot services, write the flag.
@@ -285,7 +293,8 @@ def build_failover_plan(
     succeed (no witness answered, witness_silent = "fence"): a failed fence command then stops the
     plan whatever `host_down` says. `primary_heard_at`: when the old primary last answered
     anything; with SSH out of reach (nothing fences it from here for sure) the plan waits
-    before promoting until it has stepped down by itself (an isolated primary does).
+    before promoting until it has stepped down by itself (an isolated primary does), and, with
+    `recheck_wait`, ends unrun if the old primary is heard again meanwhile.
     """
     p = _inputs(source)
     if old_primary == new_primary:
@@ -308,7 +317,13 @@ def build_failover_plan(
             sure_down=sure_down,
         ),
         # The wait comes before the catch-up: what the replica receives meanwhile is applied.
-        *_await_step_down(p, new_primary, ssh_reachable=ssh_reachable, heard_at=primary_heard_at),
+        *_await_step_down(
+            p,
+            new_primary,
+            ssh_reachable=ssh_reachable,
+            heard_at=primary_heard_at,
+            recheck=recheck_wait,
+        ),
         Step(StepKind.CATCH_UP, new_primary, p.catchup_timeout_s, CONTINUE),
         *_salvage(p, old_primary, new_primary, ssh_reachable=ssh_reachable),
         _promote(p, new_primary),

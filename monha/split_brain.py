@@ -187,11 +187,13 @@ def heard_at(
     reaches only a witness steps down at once."""
     if peer:
         return now
+    counts = witness and away_s < limit_s
     if last_heard_at is None:
-        # A daemon that starts hearing nobody cannot know how long that has lasted (it may
-        # have been frozen, its host just thawed): the silence counts as longer than any limit.
-        return now if witness else -math.inf
-    return now if witness and away_s < limit_s else last_heard_at
+        # A daemon that starts hearing nobody (or was away since it started) cannot know how
+        # long that has lasted (its host may just have thawed): the silence counts as longer
+        # than any limit.
+        return now if counts else -math.inf
+    return now if counts else last_heard_at
 
 
 def isolated(now: float, last_heard_at: float | None, limit_s: float) -> str | None:

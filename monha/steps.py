@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from monha import binlog_io, probes, relay_logs
 from monha.model import BinlogCoordinates, Step, StepKind
 from monha.mysql import MySQLError, Server
+from monha.plan import UNTOUCHED
 from monha.runners import CommandResult, Runner, RunnerError, as_root
 
 
@@ -57,6 +58,9 @@ class Nodes:
     mysql: Mapping[str, Server]
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     sources: Mapping[str, ReplicationSource] = field(default_factory=dict)
+    # For a wait step that re-checks (await_peer_step_down, recheck = yes): one fresh look,
+    # saying why the old primary may have been heard again (None: it was not). Unset: no look.
+    recheck: Callable[[], Awaitable[str | None]] | None = None
 
 
 # What `ip` says when the address is already absent (older and newer iproute2) or already
@@ -402,14 +406,31 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
     return Outcome(report.ok, report.detail, report.data)
 
 
+# How often a re-checking wait looks again (each look is bounded by the probes' own timeouts).
+RECHECK_EVERY_S = 1.0
+# A wait step's data says this when it ended early because the old primary was heard again:
+# the executor then closes the plan unrun (it changed no node).
+HEARD_AGAIN = "heard_again"
+
+
 async def await_peer_step_down(step: Step, nodes: Nodes) -> Outcome:
     """Sleep until the step's absolute time: the unreachable old primary's isolation limit,
-    counted from when it was last heard, plus slack. Resumed late, it does not wait again."""
-    left = float(step.arg("until")) - time.time()
-    if left > 0:
-        await asyncio.sleep(left)
-    waited = f"waited {max(0.0, left):.1f} s" if left > 0 else "no wait left"
-    return Outcome(True, f"{waited}: an isolated old primary has stepped down by now")
+    counted from when it was last heard, plus slack. Resumed late, it does not wait again.
+    With `recheck`, look again every RECHECK_EVERY_S: if the old primary is heard again (its
+    own isolation clock may then restart, and it keeps serving) the wait's promise is void."""
+    until = float(step.arg("until"))
+    recheck = nodes.recheck if step.arg("recheck") == "yes" else None
+    started = time.time()
+    while (left := until - time.time()) > 0:
+        await asyncio.sleep(min(left, RECHECK_EVERY_S))
+        if recheck is not None and time.time() < until:
+            why = await recheck()
+            if why is not None:
+                detail = f"the old primary was heard again after {time.time() - started:.1f} s"
+                return Outcome(False, f"{detail}: {why}", {UNTOUCHED: "yes", HEARD_AGAIN: why})
+    waited = time.time() - started
+    said = f"waited {waited:.1f} s" if waited > 0.05 else "no wait left"
+    return Outcome(True, f"{said}: an isolated old primary has stepped down by now")
 
 
 async def promote(step: Step, nodes: Nodes) -> Outcome:

@@ -225,6 +225,34 @@ async def test_a_primary_that_still_hears_a_witness_keeps_serving(tmp_path: Path
         assert world.writable() == ["node2"] and world.vip_holders() == ["node2"]
 
 
+@pytest.mark.parametrize("away_s", [0.0, 60.0])
+async def test_a_daemon_restarted_after_time_away_counts_the_silence_from_before(
+    tmp_path: Path, away_s: float
+) -> None:
+    """Review finding: a daemon (re)started with the peer out of reach and only a witness
+    answering started its isolation clock afresh, though its host may have been frozen (or
+    the daemon stopped) while the peer promoted. heard.json keeps what the last run knew."""
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    d, _ = make(cfg, world)
+    async with running(d):
+        await ticks()
+    heard = json.loads((tmp_path / "heard.json").read_text())
+    assert heard["monha_heard"] == 1 and heard["last_heard_at"] <= heard["tick_end"]
+    # The time away: everything the last run knew is that much older.
+    heard = {k: v - away_s if k != "monha_heard" else v for k, v in heard.items()}
+    (tmp_path / "heard.json").write_text(json.dumps(heard))
+    world.node1.host_up = False  # the peer is out of reach; the witness still answers
+    d2, _ = make(cfg, world)
+    async with running(d2):
+        if away_s:
+            await until(lambda: world.node2.read_only and not world.node2.vip, "step down")
+            assert d2.guard is not None and "heard neither" in (d2.guard.fenced_because or "")
+        else:
+            await ticks(40)
+            assert world.writable() == ["node2"] and world.vip_holders() == ["node2"]
+
+
 async def test_isolation_fencing_switched_off_keeps_the_primary_serving(tmp_path: Path) -> None:
     cfg = isolated_config(tmp_path, 'self_fence_on_isolation = "off"')
     world = switched_back_world()

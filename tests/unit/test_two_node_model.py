@@ -57,7 +57,7 @@ from hypothesis.stateful import (
 from unit_support import CONFIG, POLICY, WITNESS, policy, probe
 
 from monha import split_brain
-from monha.fsm import Policy, decide
+from monha.fsm import Policy, decide, heard_why, plan_heard_again
 from monha.guard import PEER_FLAG_EVERY_S, away_s, next_heard_at
 from monha.journal import step_to_dict
 from monha.model import (
@@ -158,6 +158,7 @@ class Variant:
     checked: frozenset[int] = ALL_PROPERTIES
     # False: the witness answers ICMP only and cannot say whether it sees the primary.
     witness_checks: bool = True
+    recheck_wait: bool = True  # False: the wait step only sleeps (as before the review)
 
 
 # --- The world. -----------------------------------------------------------------------------
@@ -177,8 +178,10 @@ class Node:
     state: MonitorState = field(default_factory=MonitorState)
     decided: bool = False  # Daemon.last_decision is not None
     code: str = ""  # the last decision's reason code
+    # PrimaryGuard: kept in heard.json, so a restart keeps them; before the first tick, the
+    # daemon's start (model time 0) is its last tick.
     last_heard_at: float | None = None
-    last_tick_at: float | None = None
+    last_tick_at: float | None = 0.0
     for_isolation: bool = False
     peer_flag: dict[str, Any] | None = None
     peer_flag_at: float | None = None
@@ -197,8 +200,7 @@ class Node:
 
     def restart_daemon(self) -> None:
         self.state, self.decided, self.running = MonitorState(), False, False
-        self.last_heard_at, self.peer_flag, self.peer_flag_at = None, None, None
-        self.last_tick_at = None
+        self.peer_flag, self.peer_flag_at = None, None  # heard.json keeps the rest
         self.for_isolation = self.isolation_file  # PrimaryGuard._load_isolation
 
 
@@ -334,8 +336,11 @@ class TwoNodes(RuleBasedStateMachine):
 
     def daemon_tick(self, me: str) -> None:
         n, p = self.nodes[me], self.peer(me)
-        if not n.up or n.running:
-            return  # a frozen host, or a daemon blocked in its executor (a wait step)
+        if not n.up:
+            return  # a frozen host
+        if n.running:
+            self.recheck_wait(n)  # a daemon in its executor's wait step looks again
+            return
         obs = self.observe(me)
         # PrimaryGuard.heard
         # Its ticks take no model time: whatever gap exceeds the sleep is time away.
@@ -378,6 +383,23 @@ class TwoNodes(RuleBasedStateMachine):
             self.trace.append(f"t={self.now():g} {me} abandons {n.journal.fid}")
             n.journal = None
             self.failovers_since_clear -= 1  # it changed nothing: no failover happened
+
+    def recheck_wait(self, n: Node) -> None:
+        """steps.await_peer_step_down with recheck: the old primary heard again (fsm.heard_why)
+        ends the plan unrun (the executor closes it; fsm.plan_heard_again)."""
+        j = n.journal
+        if j is None or not j.steps or j.steps[0].kind.value != _AWAIT:
+            return
+        if not self.v.recheck_wait or j.steps[0].arg("recheck") != "yes":
+            return
+        obs = self.observe(n.name)
+        why = heard_why(obs, self.v.policy)
+        if why is None:
+            return
+        self.trace.append(f"t={self.now():g} {n.name}'s wait hears {j.old} again ({why})")
+        n.journal, n.running = None, False
+        self.failovers_since_clear -= 1  # it changed nothing: no failover happened
+        n.state = plan_heard_again(n.state, obs.at)
 
     def read_peer_flag(self, n: Node, p: Node, obs: Observation) -> dict[str, Any] | None:
         due = n.peer_flag_at is None or obs.at - n.peer_flag_at >= PEER_FLAG_EVERY_S
@@ -749,43 +771,61 @@ def must_fail(variant: Variant) -> None:
 SHORTER_LIMIT_S = (POLICY.failures_before_failover - 1) * INTERVAL_S
 
 
-_OPEN_WAIT = (
-    "open: the standby's wait for an unreachable old primary to step down (plan step "
-    "await_peer_step_down) only sleeps; it does not re-check the witnesses meanwhile. An old "
-    "primary cut off from everything for less than its isolation limit, then seen again by a "
-    "witness (but not by the standby), never steps down, and the standby promotes when its "
-    "wait ends"
-)
-
-
-# Non-strict: whether the fixed search reaches the open counter-example below depends on what
-# ran before it in the process; the replay below is the strict record of it.
-@pytest.mark.xfail(strict=False, raises=TwoWritableVipHolders, reason=_OPEN_WAIT)
 def test_1_never_two_writable_vip_holders() -> None:
     run(Variant(checked=only(1)), examples=1000)
 
 
-@pytest.mark.xfail(strict=True, raises=TwoWritableVipHolders, reason=_OPEN_WAIT)
+_SEEN_AGAIN: list[tuple[str | int, ...]] = [
+    ("cut_link",),
+    ("tick", 16),
+    ("isolate", "node1"),
+    ("cut_link",),
+    ("tick", 2),
+    ("cut_link",),
+    ("tick", 1),
+    ("isolate", "node1"),
+    ("tick", 12),
+]
+
+
+# Was the open counter-example (a strict xfail): the wait only slept. Fixed: the wait looks
+# again every interval (fsm.heard_why), and the old primary heard again ends the plan unrun.
 def test_1_counter_example_the_old_primary_is_seen_again_during_the_wait() -> None:
     """The link cut at 0 (node2 holds: the witness sees node1); node1 isolated at 8 and the
     link healed; node2 fails over at 8.5 and waits until 13.5 (the witness last saw node1 at
     7.5); the link is cut again at 9, node1 is back in the witness's sight at 9.5 (its silence,
-    2 s, stays under the 3 s limit): node1 keeps serving and node2 promotes at 13.5."""
-    replay(
+    2 s, stays under the 3 s limit): node1 keeps serving; node2's wait hears of it (the witness
+    sees node1) and ends the plan unrun instead of promoting at 13.5."""
+    m = replay(Variant(checked=only(1)), "node1", _SEEN_AGAIN)
+    assert any("wait hears node1 again" in line for line in m.trace), m.story()
+
+
+def test_1_the_same_sequence_with_a_wait_that_only_sleeps_gives_two_holders() -> None:
+    with pytest.raises(TwoWritableVipHolders):
+        replay(Variant(checked=only(1), recheck_wait=False), "node1", _SEEN_AGAIN)
+
+
+# Found by a random search (issue 12, this review): node1 frozen before its daemon's first tick,
+# cut off meanwhile, node2 failed over; node1 thawed behind a cut link hearing only the witness.
+# With no tick before, its isolation clock started afresh and it kept the VIP beside node2.
+# Fixed: before the first tick the daemon's start is its last tick, so the freeze is time away.
+def test_1_counter_example_frozen_before_the_first_tick() -> None:
+    m = replay(
         Variant(checked=only(1)),
         "node1",
         [
-            ("cut_link",),
-            ("tick", 16),
+            ("host_down", "node1"),
+            ("tick", 4),
             ("isolate", "node1"),
-            ("cut_link",),
-            ("tick", 2),
-            ("cut_link",),
+            ("tick", 9),
+            ("isolate", "node1"),
             ("tick", 1),
-            ("isolate", "node1"),
-            ("tick", 12),
+            ("cut_link",),
+            ("tick", 9),
+            ("host_down", "node1"),
         ],
     )
+    assert not m.nodes["node1"].holder and m.nodes["node2"].holder, m.story()
 
 
 # Review finding (issue 12): a witness that answers ICMP only (sees_primary None) restarts the
