@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monha import log
 from monha.runners import CommandResult, Runner, RunnerError, as_root
 from monha.split_brain import Epoch, next_epoch
 from monha.steps import Nodes
@@ -54,6 +55,10 @@ async def _run(
     except Exception as exc:
         # A runner that let a library error through (a connection lost mid-command): the
         # file is as unreadable as on any other failure, and the tick that asked goes on.
+        # Said at error level: the runner should have kept it in.
+        log.get("monha.cluster_files").error(
+            "runner_unexpected_error", runner=runner.describe(), error=repr(exc)
+        )
         raise RunnerError(f"{runner.describe()}: unexpected {type(exc).__name__}: {exc}") from exc
 
 

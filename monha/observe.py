@@ -203,10 +203,18 @@ class Observer:
         return None, f"could not check over SSH ({result.summary()})"
 
     async def _pings(self, address: str, timeout_s: float) -> ProbeResult:
-        """`probe.icmp_attempts` echoes at once, any reply enough: on a lossy link one lost
-        echo (or its reply) is likely, all of them in the same tick is not."""
-        attempts = (self._icmp(address, timeout_s) for _ in range(self.cfg.probe.icmp_attempts))
-        return best(await asyncio.gather(*attempts))
+        """`probe.icmp_attempts` echoes, any reply enough: on a lossy link one lost echo (or
+        its reply) is likely, all of them in the same tick is not. They are spread over the
+        first half of the timeout (a burst of loss takes one echo sent at once as it takes
+        all), each still bounded by what is left of it."""
+        n = self.cfg.probe.icmp_attempts
+        spread = timeout_s / 2 / n
+
+        async def attempt(i: int) -> ProbeResult:
+            await asyncio.sleep(i * spread)
+            return await self._icmp(address, timeout_s - i * spread)
+
+        return best(await asyncio.gather(*(attempt(i) for i in range(n))))
 
     async def _icmp(self, address: str, timeout_s: float) -> ProbeResult:
         return await probes.icmp(address, timeout_s)
