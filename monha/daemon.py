@@ -472,7 +472,8 @@ class Daemon:
         m, now = self.cfg.mysql, self.clock()
         server, bound = self.peers.local, max(2.0, self.cfg.probe.mysql_timeout_s * 3)
         try:
-            async with asyncio.timeout(bound + 1.0):
+            # Two bounded calls at most (the net timeout, then the heartbeat or the restart).
+            async with asyncio.timeout(2 * bound + 1.0):
                 if now - self._net_timeout_checked_at >= replica_care.RESTART_INTERVAL_S:
                     self._net_timeout_checked_at = now
                     if await server.set_net_timeout(m.replica_net_timeout_s, bound):
