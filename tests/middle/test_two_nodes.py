@@ -67,7 +67,9 @@ async def ticks(n: int = 20) -> None:
 # --- defect 1 -------------------------------------------------------------------------------
 
 
-async def test_a_switchover_back_is_not_undone_by_the_older_failovers_flag(tmp_path: Path) -> None:
+async def test_defect1_a_switchover_back_is_not_undone_by_the_older_failovers_flag(
+    tmp_path: Path,
+) -> None:
     cfg = write_config(tmp_path)
     world = switched_back_world()
     flag, ep = tmp_path / "failover.flag", tmp_path / "epoch.json"
@@ -99,7 +101,7 @@ async def test_a_claim_newer_than_mine_makes_me_step_down(tmp_path: Path) -> Non
 # --- defect 2 -------------------------------------------------------------------------------
 
 
-async def test_the_peers_flag_blocks_this_standby_too(tmp_path: Path) -> None:
+async def test_defect2_the_peers_flag_blocks_this_standby_too(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     world = new_world()
     put(world, "node1", tmp_path / "failover.flag", failover_flag("node1", "node2", 1))
@@ -196,7 +198,7 @@ def isolated_config(tmp_path: Path, extra: str = "") -> Path:
     return cfg
 
 
-async def test_an_isolated_primary_steps_down_and_comes_back_when_the_peer_was_not_promoted(
+async def test_defect3_an_isolated_primary_steps_down_and_comes_back_when_the_peer_was_not_promoted(
     tmp_path: Path,
 ) -> None:
     cfg = isolated_config(tmp_path)

@@ -86,7 +86,7 @@ def observer(tmp_path: Path, runner: Scripted, *, peer_port: int = 3306) -> Obse
         (Scripted(error=True), ProbeStatus.FAILED, None),  # SSH could not run it
     ],
 )
-async def test_a_witness_verdict_is_three_valued(
+async def test_defect5_a_witness_verdict_is_three_valued(
     tmp_path: Path, runner: Scripted, status: ProbeStatus, sees: bool | None
 ) -> None:
     w = observer(tmp_path, runner)
@@ -116,7 +116,7 @@ def closed_port() -> int:
     return int(port)
 
 
-async def test_the_real_check_says_no_greeting_in_time_for_a_silent_primary(
+async def test_defect6_the_real_check_says_no_greeting_in_time_for_a_silent_primary(
     tmp_path: Path, silent_port: int
 ) -> None:
     w = observer(tmp_path, Scripted(), peer_port=silent_port)

@@ -56,7 +56,7 @@ def _step(
     return Step(kind, "node1", 5.0, OnFailure.CONTINUE, args, argv)
 
 
-async def test_the_vip_and_arp_go_through_the_prefix() -> None:
+async def test_defect8_the_vip_and_arp_go_through_the_prefix() -> None:
     r = Recording()
     nodes = Nodes(runners={"node1": r}, mysql={})
     args = (
@@ -97,7 +97,7 @@ def test_as_root_never_prefixes_twice_and_unprivileged_undoes_it() -> None:
     assert unprivileged(root) is r
 
 
-async def test_check_names_each_privileged_command_sudo_refuses() -> None:
+async def test_defect8_check_names_each_privileged_command_sudo_refuses() -> None:
     cfg: Config = CONFIG
     problems = await _privileged(cfg, "node1", as_root(Recording(refuse=True)), 2.0)
     assert len(problems) == 3, problems
