@@ -176,8 +176,11 @@ def test_soak_below_threshold_then_one_real_fault(lab: Lab) -> None:
         assert lab.vip_holders() == ["node1"]
         assert not read_only(lab, "node1") and read_only(lab, "node2")
         assert all(done[name] >= 1 for name in faults), done
-        # The faults were felt: the daemon saw failed probes, and held or recovered.
-        assert codes["primary_failing"] + codes["primary_alive_locally"] > 0, codes
+        # The faults were felt: the daemon saw failed probes (a mysqld back within one tick
+        # may be masked by the kept connection's answer; a lossy tick by one echo of three).
+        failed = Counter(f"{e['probe']}@{e['target']}" for e in m.events("probe_failed"))
+        print(f"probe failures logged: {dict(failed)}")
+        assert codes["primary_failing"] + codes["primary_alive_locally"] + failed.total() > 0
         report_resources(sampler.samples, SOAK_S)
 
         # Then one real fault: exactly one failover.
