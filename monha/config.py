@@ -412,6 +412,13 @@ class Config(Base):
         self.node(name)  # raises for an unknown name
         return next(node for node in self.nodes if node.name != name)
 
+    def heard_witnesses(self) -> tuple[str, ...]:
+        """The witnesses a primary's isolation clock counts: those asked over SSH, when any
+        is (the standby's failover rests on their checks, and an ICMP-only witness beside
+        them then holds nothing), else every witness."""
+        checking = tuple(w.name for w in self.witness if w.ssh_user)
+        return checking or tuple(w.name for w in self.witness)
+
     def isolation_limit_s(self) -> float:
         """`failover.isolation_fence_s`, or its default: the standby's detection time (that
         many failed probes, one per interval)."""

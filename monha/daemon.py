@@ -210,6 +210,8 @@ class Daemon:
         self._ticks = 0
         self._net_timeout_checked_at = float("-inf")
         self._io_restarted_at: float | None = None
+        # The old primary did not answer at the last re-fence look (see _refence).
+        self._old_primary_gone = False
         self._build()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -293,19 +295,21 @@ class Daemon:
             config=str(self.config_path),
             pid=os.getpid(),
         )
-        keeper: asyncio.Task[None] | None = None
+        background: list[asyncio.Task[None]] = []
         try:
+            if self.guard is not None:  # time away, from the start (see guard.StallMeter)
+                background.append(loop.create_task(self.guard.meter.run()))
             await control.start()
             if self.serve_metrics:
                 m = self.cfg.metrics
                 metrics_server = self.metrics.serve(m.listen_address, m.listen_port)
-            keeper = loop.create_task(self._keep_watchdog())
+            background.append(loop.create_task(self._keep_watchdog()))
             await self._loop()
         finally:
-            if keeper is not None:
-                keeper.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await keeper
+                    await task
             self.notifier.stopping()
             await control.close()
             if metrics_server is not None:
@@ -567,7 +571,9 @@ class Daemon:
             return
         if flag.get("new_primary") != self.me or flag.get("old_primary") != obs.primary:
             return
-        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
+        back = obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK
+        was_gone, self._old_primary_gone = self._old_primary_gone, not back
+        if not back:
             return
         facts = await fencing.peer_facts(
             self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=False
@@ -576,6 +582,10 @@ class Daemon:
             await fencing.refence_old_primary(
                 self.policy.plan, self.nodes, obs.primary, self.me, facts
             )
+        elif was_gone:
+            # Back, and already stepped down by itself (its own monha): it may still have
+            # answered ARP for the VIP meanwhile.
+            await fencing.announce_vip(self.policy.plan, self.nodes, obs.primary, self.me)
 
     async def _role(self, obs: Observation) -> str:
         """The role, from the live topology: "standby" while the local MySQL replicates,

@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class Executor:
         # When a plan last ended unrun because its wait heard the old primary again (None:
         # not since the daemon started); the daemon's state machine takes it from here.
         self.heard_again_at: float | None = None
+        self._recheck = True  # the running plan's wait looks again (see resume)
         self.failpoint = os.environ.get(FAILPOINT_ENV, "")
         self.fail_once = os.environ.get(FAIL_ONCE_ENV, "")
         for env, value in ((FAILPOINT_ENV, self.failpoint), (FAIL_ONCE_ENV, self.fail_once)):
@@ -144,15 +146,18 @@ class Executor:
         record = self._begin(plan, kind, reason, old, new, reason_code, facts or {})
         return await self._run(record, record.replay(), on_progress)
 
-    async def resume(self, *, on_progress: Callable[[], None] = lambda: None) -> bool:
+    async def resume(
+        self, *, on_progress: Callable[[], None] = lambda: None, recheck: bool = True
+    ) -> bool:
         """Replay the journal's open plan exactly as it was decided. False when it stopped
         again, or when there is nothing to replay (the journal is closed or unreadable:
-        logged, the next tick's observation says which)."""
+        logged, the next tick's observation says which). Without `recheck` (an operator's
+        forced retry) its wait for the old primary's step-down does not look again."""
         opened = self._open_plan("resume")
         if opened is None:
             return False
         record, plan = opened
-        return await self._run(self._resumed(record), plan, on_progress)
+        return await self._run(self._resumed(record), plan, on_progress, recheck=recheck)
 
     async def abandon(self, reason: str, *, restore: bool = True) -> bool:
         """Close the open plan without running any more of it (it changed nothing yet), after
@@ -222,8 +227,15 @@ class Executor:
             self.journal.save(record)
 
     async def _run(
-        self, record: JournalRecord, plan: tuple[Step, ...], on_progress: Callable[[], None]
+        self,
+        record: JournalRecord,
+        plan: tuple[Step, ...],
+        on_progress: Callable[[], None],
+        *,
+        recheck: bool = True,
     ) -> bool:
+        self.heard_again_at = None  # said by this run only
+        self._recheck = recheck
         done = record.finished_steps()
         for index, step in enumerate(plan):
             if step.key in done:
@@ -285,7 +297,8 @@ class Executor:
         elif step.kind is StepKind.PROMOTE and self.epoch_file:
             outcome = await self._promote(step, record)
         else:
-            outcome = await run_step(step, self.nodes, record.data)  # never raises
+            nodes = self.nodes if self._recheck else replace(self.nodes, recheck=None)
+            outcome = await run_step(step, nodes, record.data)  # never raises
         duration = time.monotonic() - t0
         result = StepResult(
             step=step.key,

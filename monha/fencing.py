@@ -118,11 +118,20 @@ async def refence_old_primary(
         _report("old_primary_refenced", step, outcome)
     # The old primary may have answered ARP for the VIP while it was back: announce the VIP
     # again from here so that clients' caches point at this node.
-    announce = steps[(StepKind.VIP_UP, me)]
-    _report("old_primary_refenced", announce, await run_step(announce, nodes))
+    await announce_vip(inputs, nodes, old, me, "old_primary_refenced")
     for (kind, node), step in steps.items():
         if kind is StepKind.STOP_SERVICE and node == old:
             _report("old_primary_refenced", step, await run_step(step, nodes))
+
+
+async def announce_vip(
+    inputs: PlanInputs, nodes: Nodes, old: str, me: str, event: str = "vip_announced"
+) -> None:
+    """The VIP up here again (it is: the step is idempotent) with its gratuitous ARP: clients
+    whose caches learnt the old primary's address for it (it answered ARP while it was back,
+    before it stepped down by itself) turn to this node."""
+    announce = fence_steps(inputs, old, me)[(StepKind.VIP_UP, me)]
+    _report(event, announce, await run_step(announce, nodes))
 
 
 async def self_fence(inputs: PlanInputs, nodes: Nodes, me: str, peer: str, why: str) -> bool:

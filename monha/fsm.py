@@ -63,6 +63,9 @@ class Policy:
     replica_silence_s: float = 3.0
     witnesses: tuple[str, ...] = ()  # configured witness names; their results are obs.witnesses
     witness_silent: Literal["hold", "fence"] = "hold"
+    # The witnesses the primary's isolation clock counts (split_brain.heard_witnesses): only
+    # they can keep an unreachable primary serving, so only they can hold as unfenceable.
+    heard_witnesses: tuple[str, ...] = ()
     max_lag_s: float = 60.0
     host_down_icmp_losses: int = 3
     interval_s: float = 1.0
@@ -75,6 +78,7 @@ class Policy:
             replica_silence_s=cfg.probe.replica_silence_s,
             witnesses=tuple(w.name for w in cfg.witness),
             witness_silent=cfg.failover.witness_silent,
+            heard_witnesses=cfg.heard_witnesses(),
             max_lag_s=cfg.probe.max_lag_s,
             host_down_icmp_losses=cfg.probe.host_down_icmp_losses,
             interval_s=cfg.probe.interval_s,
@@ -472,7 +476,12 @@ def _assess_primary(
             return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} ({host})")
         if stale:
             return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
-        unsure = sorted(w.target for w in results if w.answered and w.sees_primary is None)
+        counted = policy.heard_witnesses or policy.witnesses
+        unsure = sorted(
+            w.target
+            for w in results
+            if w.answered and w.sees_primary is None and w.target in counted
+        )
         if unsure and not ssh_ok and not policy.plan.fence_argv:
             # Only its own step-down would fence it, and it steps down only when it hears no
             # witness: one that answers us and cannot check it may well answer it too.
@@ -566,22 +575,22 @@ def _maybe_heard(state: MonitorState, obs: Observation, policy: Policy) -> bool:
     """Whether the primary may have been heard by someone this tick: the failover's wait for
     an isolated primary to step down counts from the last such tick (see `heard_why`), or a
     tick after this node was away."""
-    if heard_why(obs, policy) is not None:
+    if obs.primary_icmp.status is ProbeStatus.OK or heard_why(obs, policy) is not None:
         return True
     last = state.observed_at
     return last is not None and obs.at - last > AWAY_INTERVALS * policy.interval_s
 
 
 def heard_why(obs: Observation, policy: Policy) -> str | None:
-    """Why the primary may have been heard by someone in `obs` (None: by nobody). Something of
-    it answered this node; a witness sees it (the primary may hear that witness too, and its
-    isolation clock restarts); or this node can tell nothing: it heard no witness either. A
-    failover's wait for its step-down ends the plan unrun on any of these."""
+    """Why, in `obs`, the primary may have been heard by someone, in a way that would have
+    held the failover's decision (None: nothing of that). Its MySQL or its SSH answered this
+    node; a witness sees it (the primary may hear that witness too, and its isolation clock
+    restarts); or this node can tell nothing: it heard no witness either. A failover's wait
+    for its step-down ends the plan unrun on any of these. (An ICMP answer alone does not:
+    a frozen host's kernel answers ping, and the decision allowed it.)"""
     p = obs.primary
     if obs.primary_mysql.answered:
         return f"{p}'s MySQL answered ({_said(obs.primary_mysql)})"
-    if obs.primary_icmp.status is ProbeStatus.OK:
-        return f"{p} answered ICMP"
     if obs.primary_ssh.status is ProbeStatus.OK:
         return f"SSH reached {p}"
     seeing = sorted(w.target for w in obs.witnesses if w.sees_primary is True)
@@ -646,6 +655,11 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     )
     row = row_for(state.state, a.event)
     after = _history(state, obs, a.icmp_losses, policy)
+    stale = obs.plan_active_at is not None and obs.at - obs.plan_active_at > PLAN_STALE_S
+    if a.event is E.PLAN_SUPERSEDED and stale:
+        # The old primary may have come back into service since (its guard no longer waits
+        # for a stale plan): the fresh plan waits for its step-down in full again.
+        after = replace(after, primary_heard_at=obs.at)
     plan = _plan(row, a, obs, policy, after.primary_heard_at)
     # An abandoned plan keeps the count: a primary still dead fails over on the next tick.
     counting = (row.target in (S, F) or row.plan is P.ABANDON) and a.failures > 0

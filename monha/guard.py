@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -48,33 +48,59 @@ HEARD_NAME = "heard.json"
 PEER_FLAG_NAME = "peer-flag.json"
 
 
-# What a tick's observation may take beyond `probe.interval_s` (every probe is bounded by the
-# interval): more than that, and the node was away while it observed.
-OBSERVE_SLACK_S = 1.0
+class StallMeter:
+    """Time this process did not run (its host frozen, its VM suspended): a task that sleeps
+    PERIOD_S and adds up how much later than that it woke, beyond SLACK_S. A tick slowed by
+    SSH to a lossy peer, or an operator's command holding the daemon, stalls nothing: the
+    loop runs meanwhile. CLOCK_BOOTTIME counts a suspend too, where the system has it."""
+
+    PERIOD_S = 0.25
+    SLACK_S = 0.5
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self.clock = clock or _boottime
+        self._stalled = 0.0
+
+    async def run(self) -> None:
+        while True:
+            before = self.clock()
+            await asyncio.sleep(self.PERIOD_S)
+            self.woke(before, self.clock())
+
+    def woke(self, before: float, after: float) -> None:
+        """One sleep of PERIOD_S, from `before` to `after` on the meter's clock."""
+        late = after - before - self.PERIOD_S
+        if late > self.SLACK_S:
+            self._stalled += late
+
+    def take(self) -> float:
+        """The stall since the last take."""
+        stalled, self._stalled = self._stalled, 0.0
+        return stalled
 
 
-def away_s(
-    tick_at: float, observed_at: float, last_tick_end: float | None, interval_s: float
-) -> float:
-    """How long this node was away since its last tick (frozen, suspended, a stalled loop):
-    time neither the sleep between two ticks (an interval at most) nor this tick's bounded
-    probes account for. A tick's own slow work (SSH to a lossy peer) is not counted: it ended
-    before `last_tick_end`."""
-    before = 0.0 if last_tick_end is None else max(0.0, tick_at - last_tick_end - interval_s)
-    during = max(0.0, observed_at - tick_at - interval_s - OBSERVE_SLACK_S)
-    return before + during
+def _boottime() -> float:
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(clock) if clock is not None else time.monotonic()
 
 
 def next_heard_at(
-    obs: Observation, last_heard_at: float | None, away: float, limit_s: float
+    obs: Observation,
+    last_heard_at: float | None,
+    away: float,
+    limit_s: float,
+    counted: Collection[str] | None = None,
 ) -> float | None:
-    """`split_brain.heard_at` with this tick's answers: from the peer, from a witness."""
-    peer = (
-        obs.primary_mysql.answered
-        or obs.primary_icmp.status is ProbeStatus.OK
-        or obs.primary_ssh.status is ProbeStatus.OK
+    """`split_brain.heard_at` with this tick's answers: from the peer (its MySQL or SSH; an
+    echo alone does not count: the standby may fail over while the primary's kernel answers
+    ping, as when the primary is frozen), from a witness."""
+    peer = obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK
+    # A witness counts when it answered at all (its ICMP, or its check over SSH): under loss a
+    # check may time out while the witness is plainly in reach. `counted`: which witnesses
+    # (split_brain.heard_witnesses); None: all.
+    witness = any(
+        w.answered or w.reached for w in obs.witnesses if counted is None or w.target in counted
     )
-    witness = any(w.answered for w in obs.witnesses)
     return split_brain.heard_at(obs.at, last_heard_at, away, limit_s, peer=peer, witness=witness)
 
 
@@ -96,10 +122,12 @@ class PrimaryGuard:
         self.now = clock
         self.log = log.get("monha.guard")
         self.last_heard_at: float | None = None
-        # When the last tick's work ended: a longer gap than the sleep is time away. Before
-        # the first tick, the daemon's start (a freeze before it counts too), unless a
-        # previous run of the daemon left what it knew (HEARD_NAME).
-        self.last_tick_end: float | None = self.now()
+        # Time away (split_brain.heard_at): the process's stalls, measured by `meter` (the
+        # daemon runs it; from its start, so a freeze before the first tick counts), and the
+        # time a previous run of the daemon was down (HEARD_NAME), added at the first tick.
+        self.meter = StallMeter()
+        self.restart_away = 0.0
+        self.last_tick_end: float | None = None
         # Why this node fenced itself (None: it did not); `for_isolation` tells the two kinds
         # apart: only a node that stepped down for isolation may come back by itself.
         self.fenced_because: str | None = None
@@ -123,11 +151,13 @@ class PrimaryGuard:
     # --- every tick ----------------------------------------------------------------------
 
     def heard(self, obs: Observation) -> None:
-        """Right after the tick's observation (its clock read now, so that a freeze during
-        the probes counts as time away)."""
+        """Right after the tick's observation: time away is the process's stall since the
+        last tick (a freeze during the probes included), and, at the first tick after a
+        restart, the time the daemon was down if the peer could have failed over meanwhile."""
         limit = split_brain.isolation_limit(self.cfg)
-        away = away_s(obs.at, self.now(), self.last_tick_end, self.cfg.probe.interval_s)
-        self.last_heard_at = next_heard_at(obs, self.last_heard_at, away, limit)
+        away, self.restart_away = self.meter.take() + self.restart_away, 0.0
+        counted = split_brain.heard_witnesses(self.cfg)
+        self.last_heard_at = next_heard_at(obs, self.last_heard_at, away, limit, counted)
 
     def tick_ended(self) -> None:
         self.last_tick_end = self.now()
@@ -148,18 +178,24 @@ class PrimaryGuard:
 
     def _load_heard(self) -> None:
         """What the previous run of the daemon knew: when it last heard anyone, and when its
-        last tick ended (the time since then is time away). Unreadable: as if never run."""
-        self._heard_unwritable = False
+        last tick ended. The time since then counts as time away only when it was long enough
+        for the peer to fail over (`Config.peer_step_down_s`): a quick restart is not a
+        freeze, and stepping down for it while the peer is dead would leave no primary. A file
+        that exists but cannot be read counts as a long time away."""
         try:
             data = read_json(self.heard_file)
-        except (RecordError, OSError):
+        except (RecordError, OSError, ValueError):
+            self.restart_away = math.inf
             return
         if not data:
             return
         end, heard = data.get("tick_end"), data.get("last_heard_at")
         if not isinstance(end, int | float) or isinstance(end, bool):
+            self.restart_away = math.inf
             return
-        self.last_tick_end = min(float(end), self.now())
+        down = self.now() - float(end)
+        if down >= self.cfg.peer_step_down_s():
+            self.restart_away = down
         if heard == "never":
             self.last_heard_at = -math.inf
         elif isinstance(heard, int | float) and not isinstance(heard, bool):

@@ -75,6 +75,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
     except OSError as exc:
         raise RecordError(f"{path}: cannot be read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -45,6 +45,9 @@ class ProbeResult:
     # itself reached the primary's MySQL (issue 8's secondary check). None when the witness was
     # not asked (an ICMP-only witness) or could not tell. Unused by other probes.
     sees_primary: bool | None = None
+    # For a witness probe: whether the witness answered ICMP (for one asked over SSH, whatever
+    # its check said): a primary hearing it may be seen by it too (split_brain.heard_at).
+    reached: bool = False
 
     @property
     def answered(self) -> bool:

@@ -162,15 +162,26 @@ class Observer:
         runner = self.peers.witnesses.get(w.name)
         if runner is None:
             r = await self._pings(w.address, timeout_s)
-            return ProbeResult("witness", w.name, r.status, r.latency_s, r.detail)
+            return ProbeResult(
+                "witness", w.name, r.status, r.latency_s, r.detail, reached=r.answered
+            )
         icmp, (sees, how) = await asyncio.gather(
             self._pings(w.address, timeout_s), self._witness_sees(runner, timeout_s)
         )
         detail = f"ICMP {icmp.status}; {how}"
+        reached = icmp.answered
         if sees is None:
-            return ProbeResult("witness", w.name, ProbeStatus.FAILED, icmp.latency_s, detail)
+            return ProbeResult(
+                "witness", w.name, ProbeStatus.FAILED, icmp.latency_s, detail, reached=reached
+            )
         return ProbeResult(
-            "witness", w.name, ProbeStatus.OK, icmp.latency_s, detail, sees_primary=sees
+            "witness",
+            w.name,
+            ProbeStatus.OK,
+            icmp.latency_s,
+            detail,
+            sees_primary=sees,
+            reached=reached,
         )
 
     async def _witness_sees(self, runner: Runner, timeout_s: float) -> tuple[bool | None, str]:

@@ -319,7 +319,8 @@ class Operations:
         as it was decided (never a new, possibly weaker, plan)."""
         self.log.warning("failover_retry_requested", failover_id=record.failover_id)
         plan = record.replay()
-        ok = await self.executor.resume(on_progress=self.on_progress)
+        # The operator said it is dead: an answer meanwhile does not call the wait off.
+        ok = await self.executor.resume(on_progress=self.on_progress, recheck=False)
         after = self.journal.load()
         assert after is not None
         answer = _report(after, plan)

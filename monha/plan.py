@@ -166,7 +166,8 @@ def _await_step_down(
     )
     if recheck:
         args += (("recheck", "yes"),)
-    return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, p.peer_step_down_s + 5.0, STOP, args),)
+    # The bound leaves room for the looks at its start and end (steps.RECHECK_BOUND_S each).
+    return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, p.peer_step_down_s + 15.0, STOP, args),)
 
 
 def _inputs(source: PlanInputs | Config) -> PlanInputs:
@@ -460,18 +461,36 @@ def _number(value: Any) -> float:
     return float(value) if ok else 0.0
 
 
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    """The objects of a JSON list (a journal's `done` or `plan`); anything else: none."""
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _dict_key(step: Mapping[str, Any]) -> str:
+    """A journaled step's key, as Step.key spells it."""
+    try:
+        name = dict(step.get("args") or ()).get("name", "")
+    except (TypeError, ValueError):
+        name = ""
+    return f"{step.get('kind')}@{step.get('node')}" + (f":{name}" if name else "")
+
+
 def last_active_at(record: Mapping[str, Any]) -> float:
     """The latest time a journal record (as read, perhaps from the peer) says its plan ran or
     will run: its start, the end of its last recorded step, the attempt it waits for, the end
-    of a wait step in it. Fields that are missing or not numbers count as 0."""
+    of a wait step in it, and the step not recorded yet, which may be running: until its
+    timeout after the last end. Fields that are missing or not numbers count as 0."""
+    done, plan = _items(record.get("done")), _items(record.get("plan"))
     times = [_number(record.get("started_at")), _number(record.get("next_attempt_at"))]
-    for d in record.get("done") or ():
-        if isinstance(d, dict):
-            times.append(_number(d.get("started_at")) + _number(d.get("duration_s")))
-    for step in record.get("plan") or ():
-        if isinstance(step, dict) and step.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value:
+    times += [_number(d.get("started_at")) + _number(d.get("duration_s")) for d in done]
+    for step in plan:
+        if step.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value:
             with contextlib.suppress(TypeError, ValueError):
                 times.append(float(dict(step.get("args") or ()).get("until", 0.0)))
+    recorded = {d.get("step") for d in done}
+    running = next((s for s in plan if _dict_key(s) not in recorded), None)
+    if running is not None:
+        times.append(max(times) + _number(running.get("timeout_s")))
     return max(times)
 
 
@@ -510,3 +529,13 @@ def changed_a_node(done: Iterable[Mapping[str, Any]]) -> bool:
         return bool(d.get("ok")) or kind in _EFFECT_EVEN_IF_FAILED
 
     return any(changed(d) for d in done if isinstance(d, Mapping))
+
+
+def journal_steps(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A journal record's plan steps (as read, perhaps from the peer): the objects of its
+    `plan` list, nothing when it is not one."""
+    return _items(record.get("plan"))
+
+
+def journal_done(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return _items(record.get("done"))

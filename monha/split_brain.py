@@ -21,7 +21,14 @@ from typing import Any
 
 from monha.config import Config
 from monha.model import StepKind
-from monha.plan import PLAN_STALE_S, PLAN_STALE_SKEW_S, changed_a_node, last_active_at
+from monha.plan import (
+    PLAN_STALE_S,
+    PLAN_STALE_SKEW_S,
+    changed_a_node,
+    journal_done,
+    journal_steps,
+    last_active_at,
+)
 
 _AWAIT = StepKind.AWAIT_PEER_STEP_DOWN.value
 
@@ -137,6 +144,10 @@ def isolation_limit(cfg: Config) -> float:
     return cfg.isolation_limit_s()
 
 
+def heard_witnesses(cfg: Config) -> tuple[str, ...]:
+    return cfg.heard_witnesses()
+
+
 def isolation_fencing(cfg: Config) -> str:
     """One line for check-config and status: whether and when this primary steps down."""
     if cfg.failover.self_fence_on_isolation == "off":
@@ -164,6 +175,12 @@ def isolation_fencing(cfg: Config) -> str:
             "; no witness has ssh_user and no fence command is configured: a primary SSH "
             "cannot reach (a dead host, a cut link) is never failed over automatically"
             if cfg.fence is None and not any(w.ssh_user for w in cfg.witness)
+            else ""
+        )
+        + (
+            "; witness(es) without ssh_user not counted beside those with it: "
+            + ", ".join(w.name for w in cfg.witness if not w.ssh_user)
+            if any(w.ssh_user for w in cfg.witness) and not all(w.ssh_user for w in cfg.witness)
             else ""
         )
     )
@@ -237,8 +254,7 @@ def peer_plan_against(me: str, plan: Mapping[str, Any] | None, now: float) -> st
 
 
 def waits_for_step_down(plan: Mapping[str, Any]) -> bool:
-    steps = plan.get("plan") or ()
-    return any(isinstance(s, dict) and s.get("kind") == _AWAIT for s in steps)
+    return any(s.get("kind") == _AWAIT for s in journal_steps(plan))
 
 
 def plan_holds_return(me: str, plan: Mapping[str, Any] | None, now: float) -> str | None:
@@ -252,7 +268,7 @@ def plan_holds_return(me: str, plan: Mapping[str, Any] | None, now: float) -> st
     fid = plan.get("failover_id", "?")
     if now - last_active_at(plan) <= PLAN_STALE_S + PLAN_STALE_SKEW_S:
         return f"the peer's plan {fid} is open and running"
-    if changed_a_node(plan.get("done") or ()):
+    if changed_a_node(journal_done(plan)):
         return f"the peer's plan {fid} is open and already changed a node"
     return None
 

@@ -406,8 +406,10 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
     return Outcome(report.ok, report.detail, report.data)
 
 
-# How often a re-checking wait looks again (each look is bounded by the probes' own timeouts).
+# How often a re-checking wait looks again, and how long one look may take (an observation's
+# probes are bounded by the probe interval; this bounds a look that is not).
 RECHECK_EVERY_S = 1.0
+RECHECK_BOUND_S = 5.0
 # A wait step's data says this when it ended early because the old primary was heard again:
 # the executor then closes the plan unrun (it changed no node).
 HEARD_AGAIN = "heard_again"
@@ -416,18 +418,32 @@ HEARD_AGAIN = "heard_again"
 async def await_peer_step_down(step: Step, nodes: Nodes) -> Outcome:
     """Sleep until the step's absolute time: the unreachable old primary's isolation limit,
     counted from when it was last heard, plus slack. Resumed late, it does not wait again.
-    With `recheck`, look again every RECHECK_EVERY_S: if the old primary is heard again (its
-    own isolation clock may then restart, and it keeps serving) the wait's promise is void."""
+    With `recheck`, look when it begins, every RECHECK_EVERY_S, and once more at its end: if
+    the old primary is heard again (its own isolation clock may then restart, and it keeps
+    serving) the wait's promise is void. A look that fails counts as heard."""
     until = float(step.arg("until"))
     recheck = nodes.recheck if step.arg("recheck") == "yes" else None
     started = time.time()
+
+    async def heard() -> Outcome | None:
+        if recheck is None:
+            return None
+        try:
+            async with asyncio.timeout(RECHECK_BOUND_S):
+                why = await recheck()
+        except Exception as exc:  # an observation that failed tells nothing: the safe side
+            why = f"the fresh look failed ({type(exc).__name__}: {exc})"
+        if why is None:
+            return None
+        detail = f"the old primary was heard again after {time.time() - started:.1f} s"
+        return Outcome(False, f"{detail}: {why}", {UNTOUCHED: "yes", HEARD_AGAIN: why})
+
+    if (void := await heard()) is not None:
+        return void
     while (left := until - time.time()) > 0:
         await asyncio.sleep(min(left, RECHECK_EVERY_S))
-        if recheck is not None and time.time() < until:
-            why = await recheck()
-            if why is not None:
-                detail = f"the old primary was heard again after {time.time() - started:.1f} s"
-                return Outcome(False, f"{detail}: {why}", {UNTOUCHED: "yes", HEARD_AGAIN: why})
+        if (void := await heard()) is not None:
+            return void
     waited = time.time() - started
     said = f"waited {waited:.1f} s" if waited > 0.05 else "no wait left"
     return Outcome(True, f"{said}: an isolated old primary has stepped down by now")

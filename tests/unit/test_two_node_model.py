@@ -58,7 +58,7 @@ from unit_support import CONFIG, POLICY, WITNESS, policy, probe
 
 from monha import split_brain
 from monha.fsm import Policy, decide, heard_why, plan_heard_again
-from monha.guard import PEER_FLAG_EVERY_S, away_s, next_heard_at
+from monha.guard import PEER_FLAG_EVERY_S, next_heard_at
 from monha.journal import step_to_dict
 from monha.model import (
     MonitorState,
@@ -315,7 +315,7 @@ class TwoNodes(RuleBasedStateMachine):
             rv = ReplicaView(probe("replica", me), ReplicaStatus(configured=False), None)
         if self.witness_reaches(me):
             sees = self.witness_reaches(p.name) if self.v.witness_checks else None
-            w = probe("witness", WITNESS, OK, sees_primary=sees)
+            w = probe("witness", WITNESS, OK, sees_primary=sees, reached=True)
         else:
             w = probe("witness", WITNESS, FAILED, detail="no answer")
         return Observation(
@@ -343,8 +343,10 @@ class TwoNodes(RuleBasedStateMachine):
             return
         obs = self.observe(me)
         # PrimaryGuard.heard
-        # Its ticks take no model time: whatever gap exceeds the sleep is time away.
-        away = away_s(obs.at, obs.at, n.last_tick_at, INTERVAL_S)
+        # Its ticks take no model time: whatever gap exceeds the sleep is the process
+        # stalling (guard.StallMeter), time away.
+        last = n.last_tick_at
+        away = 0.0 if last is None else max(0.0, obs.at - last - INTERVAL_S)
         n.last_heard_at = next_heard_at(obs, n.last_heard_at, away, self.v.isolation_limit_s)
         n.last_tick_at = obs.at
         role = "standby" if n.source is not None else "primary" if n.writable else "fenced"
