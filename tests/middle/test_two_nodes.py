@@ -255,6 +255,16 @@ async def test_a_daemon_restarted_after_time_away_counts_the_silence_from_before
             assert world.writable() == ["node2"] and world.vip_holders() == ["node2"]
 
 
+async def test_a_garbled_heard_file_counts_as_a_long_time_away(tmp_path: Path) -> None:
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    (tmp_path / "heard.json").write_bytes(b"\xff\xfe not json")
+    world.node1.host_up = False  # the peer is out of reach; the witness still answers
+    d, _ = make(cfg, world)
+    async with running(d):
+        await until(lambda: world.node2.read_only and not world.node2.vip, "step down")
+
+
 async def test_isolation_fencing_switched_off_keeps_the_primary_serving(tmp_path: Path) -> None:
     cfg = isolated_config(tmp_path, 'self_fence_on_isolation = "off"')
     world = switched_back_world()

@@ -10,6 +10,7 @@ only slept, and promoted beside an old primary that a witness saw again.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -81,3 +82,32 @@ async def test_a_wait_without_recheck_does_not_look(tmp_path: Path) -> None:
     ex, calls = _executor(tmp_path, ["node1 answered ICMP"] * 5)
     assert await _run(ex, _plan(tmp_path, recheck=False))
     assert not calls and read_flag(tmp_path / "failover.flag") is not None
+
+
+async def test_a_resumed_wait_with_no_time_left_still_looks_once(tmp_path: Path) -> None:
+    # Review finding: resumed after its time, the wait ran no look and promoted.
+    ex, calls = _executor(tmp_path, ["node1's MySQL answered"])
+    late = _plan(tmp_path, recheck=True)
+    args = tuple(
+        ("until", f"{time.time() - 30:.3f}") if k == "until" else (k, v) for k, v in late[0].args
+    )
+    plan = (dataclasses.replace(late[0], args=args), late[1])
+    assert not await _run(ex, plan)
+    assert len(calls) == 1 and read_flag(tmp_path / "failover.flag") is None
+
+
+async def test_a_look_that_fails_counts_as_heard(tmp_path: Path) -> None:
+    async def broken() -> str | None:
+        raise RuntimeError("no observer")
+
+    nodes = Nodes(runners={}, mysql={}, recheck=broken)
+    ex = Executor(
+        Journal(tmp_path / "journal.json"), nodes, Metrics(CollectorRegistry()), cluster="t"
+    )
+    assert not await _run(ex, _plan(tmp_path, recheck=True))
+    record = Journal(tmp_path / "journal.json").load()
+    assert record is not None and record.outcome == "abandoned"
+    assert "the fresh look failed (RuntimeError: no observer)" in record.data["abandoned"]
+    # The next run of any plan starts with nothing said.
+    ex2, _ = _executor(tmp_path, [])
+    assert await _run(ex2, _plan(tmp_path, recheck=True)) and ex2.heard_again_at is None

@@ -344,3 +344,20 @@ def test_last_active_at_reads_what_it_can_of_a_record() -> None:
     assert last_active_at({**rec, "next_attempt_at": 200.0}) == 200.0
     bad = {"plan": [{"kind": "await_peer_step_down", "args": [["until", "soon"]]}]}
     assert last_active_at(bad) == 0.0
+
+
+def test_the_step_not_recorded_yet_keeps_a_plan_active_for_its_timeout() -> None:
+    # Review finding: a long catch-up after the wait made the running plan look stale, and
+    # the old primary returned in the middle of it.
+    rec = _peer_plan(100.0, until=150.0, done=[])
+    rec["plan"][1]["timeout_s"] = 600.0
+    rec["done"] = [{"step": "await_peer_step_down@node2", "started_at": 100.0, "duration_s": 50}]
+    assert last_active_at(rec) == 750.0
+    assert plan_holds_return("node1", rec, 700.0) is not None
+
+
+def test_a_malformed_peer_journal_is_no_exception() -> None:
+    for bad in ({"done": 5}, {"plan": 7}, {"plan": [3, "x"], "done": {"a": 1}}):
+        record = {"kind": "failover", "old_primary": "node1", **bad}
+        assert peer_plan_against("node1", record, 1000.0) is None
+        assert plan_holds_return("node1", record, 1000.0) is None
