@@ -210,8 +210,10 @@ class Daemon:
         self._ticks = 0
         self._net_timeout_checked_at = float("-inf")
         self._io_restarted_at: float | None = None
-        # The old primary did not answer at the last re-fence look (see _refence).
-        self._old_primary_gone = False
+        # The old primary was not seen answering since the failover (see _refence): the first
+        # look that sees it announces the VIP again. True at the start: a restarted daemon
+        # announces once, which costs nothing.
+        self._old_primary_gone = True
         self._build()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -529,6 +531,8 @@ class Daemon:
             ok = await self.executor.resume(on_progress=self.notifier.watchdog)
         else:
             return
+        if ok:
+            self._old_primary_gone = True  # a new failover: the next sighting announces
         if not ok:
             heard = self.executor.heard_again_at
             if heard is not None:
