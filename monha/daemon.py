@@ -210,10 +210,10 @@ class Daemon:
         self._ticks = 0
         self._net_timeout_checked_at = float("-inf")
         self._io_restarted_at: float | None = None
-        # The old primary was not seen answering since the failover (see _refence): the first
-        # look that sees it announces the VIP again. True at the start: a restarted daemon
-        # announces once, which costs nothing.
-        self._old_primary_gone = True
+        # The failover whose old primary was last seen answering (see _refence): its first
+        # sighting after each failover announces the VIP again (after a restart too, which
+        # costs nothing).
+        self._announced_for: str | None = None
         self._build()
 
     # --- wiring ---------------------------------------------------------------------------
@@ -531,8 +531,6 @@ class Daemon:
             ok = await self.executor.resume(on_progress=self.notifier.watchdog)
         else:
             return
-        if ok:
-            self._old_primary_gone = True  # a new failover: the next sighting announces
         if not ok:
             heard = self.executor.heard_again_at
             if heard is not None:
@@ -575,10 +573,10 @@ class Daemon:
             return
         if flag.get("new_primary") != self.me or flag.get("old_primary") != obs.primary:
             return
-        back = obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK
-        was_gone, self._old_primary_gone = self._old_primary_gone, not back
-        if not back:
+        if not (obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK):
             return
+        fid = str(flag.get("failover_id", ""))
+        first_sight, self._announced_for = self._announced_for != fid, fid
         facts = await fencing.peer_facts(
             self.cfg, obs.primary, obs, self.peers.primary, self.peers.ssh, want_flag=False
         )
@@ -586,7 +584,7 @@ class Daemon:
             await fencing.refence_old_primary(
                 self.policy.plan, self.nodes, obs.primary, self.me, facts
             )
-        elif was_gone:
+        elif first_sight:
             # Back, and already stepped down by itself (its own monha): it may still have
             # answered ARP for the VIP meanwhile.
             await fencing.announce_vip(self.policy.plan, self.nodes, obs.primary, self.me)

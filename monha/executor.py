@@ -297,7 +297,10 @@ class Executor:
         elif step.kind is StepKind.PROMOTE and self.epoch_file:
             outcome = await self._promote(step, record)
         else:
-            nodes = self.nodes if self._recheck else replace(self.nodes, recheck=None)
+            # A plan that changed a node (a fence command powered the old primary off) has
+            # nothing to call off: looking again could only leave it stuck.
+            look = self._recheck and not record.committed
+            nodes = self.nodes if look else replace(self.nodes, recheck=None)
             outcome = await run_step(step, nodes, record.data)  # never raises
         duration = time.monotonic() - t0
         result = StepResult(

@@ -476,12 +476,7 @@ def _assess_primary(
             return event(E.HOLD_REPLICA_CONNECTED, f"{head}, but {replica} ({host})")
         if stale:
             return event(E.HOLD_REPLICA_STALE, f"{head}, but {obs.replica} is stale: {stale}")
-        counted = policy.heard_witnesses or policy.witnesses
-        unsure = sorted(
-            w.target
-            for w in results
-            if w.answered and w.sees_primary is None and w.target in counted
-        )
+        unsure = _unsure(results, policy)
         if unsure and not ssh_ok and not policy.plan.fence_argv:
             # Only its own step-down would fence it, and it steps down only when it hears no
             # witness: one that answers us and cannot check it may well answer it too.
@@ -598,7 +593,22 @@ def heard_why(obs: Observation, policy: Policy) -> str | None:
         return f"witness {', '.join(seeing)} reaches {p}'s MySQL"
     if policy.witnesses and not any(w.answered for w in obs.witnesses):
         return "no witness answered this node: it may be the isolated one"
+    unsure = _unsure(obs.witnesses, policy)
+    if unsure and not policy.plan.fence_argv:  # with a fence command, the fence protects
+        return f"witness {', '.join(unsure)} answers and cannot tell whether it sees {p}"
     return None
+
+
+def _unsure(witnesses: tuple[ProbeResult, ...] | list[ProbeResult], policy: Policy) -> list[str]:
+    """The counted witnesses (Policy.heard_witnesses) that answered, ICMP or their check, and
+    cannot say they do not see the primary: the primary may hear them too, and its isolation
+    clock restarts on them."""
+    counted = policy.heard_witnesses or policy.witnesses
+    return sorted(
+        w.target
+        for w in witnesses
+        if w.target in counted and (w.answered or w.reached) and w.sees_primary is not False
+    )
 
 
 def plan_heard_again(state: MonitorState, at: float) -> MonitorState:

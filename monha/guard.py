@@ -194,12 +194,20 @@ class PrimaryGuard:
             self.restart_away = math.inf
             return
         down = self.now() - float(end)
-        if down >= self.cfg.peer_step_down_s():
-            self.restart_away = down
         if heard == "never":
             self.last_heard_at = -math.inf
         elif isinstance(heard, int | float) and not isinstance(heard, bool):
             self.last_heard_at = min(float(heard), self.now())
+        # Already silent when it stopped: had it run on, it would have stepped down once the
+        # silence and the downtime reached the limit.
+        limit = split_brain.isolation_limit(self.cfg)
+        last = self.last_heard_at
+        silent_before = float(end) - last if last is not None else 0.0
+        already_silent = silent_before > self.cfg.probe.interval_s
+        if down >= self.cfg.peer_step_down_s():
+            self.restart_away = down
+        elif already_silent and silent_before + down >= limit:
+            self.restart_away = max(down, limit)  # as long away as its limit: only the peer counts
 
     def own_epoch(self) -> Epoch | None:
         try:
@@ -319,8 +327,9 @@ class PrimaryGuard:
     def _isolated(self, obs: Observation) -> str | None:
         if self.cfg.failover.self_fence_on_isolation == "off" or not self.cfg.witness:
             return None
+        # Now, not when the tick began: a freeze during the probes is silence too.
         return split_brain.isolated(
-            obs.at, self.last_heard_at, split_brain.isolation_limit(self.cfg)
+            self.now(), self.last_heard_at, split_brain.isolation_limit(self.cfg)
         )
 
     async def _fence(self, why: str, *, isolation: bool) -> None:

@@ -166,8 +166,10 @@ def _await_step_down(
     )
     if recheck:
         args += (("recheck", "yes"),)
-    # The bound leaves room for the looks at its start and end (steps.RECHECK_BOUND_S each).
-    return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, p.peer_step_down_s + 15.0, STOP, args),)
+    # The bound leaves room for the looks at its start and end (an observation each, up to a
+    # probe interval; the wait spans three of them at least).
+    bound = 2 * p.peer_step_down_s + 15.0
+    return (Step(StepKind.AWAIT_PEER_STEP_DOWN, new, bound, STOP, args),)
 
 
 def _inputs(source: PlanInputs | Config) -> PlanInputs:

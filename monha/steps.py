@@ -409,7 +409,8 @@ async def salvage_binlog(step: Step, nodes: Nodes) -> Outcome:
 # How often a re-checking wait looks again, and how long one look may take (an observation's
 # probes are bounded by the probe interval; this bounds a look that is not).
 RECHECK_EVERY_S = 1.0
-RECHECK_BOUND_S = 5.0
+RECHECK_BOUND_S = 65.0  # above any probe interval (at most 60 s): only a look that hangs
+STALL_S = 2.0  # a sleep of the wait that overran by this much: the node was away
 # A wait step's data says this when it ended early because the old primary was heard again:
 # the executor then closes the plan unrun (it changed no node).
 HEARD_AGAIN = "heard_again"
@@ -441,7 +442,13 @@ async def await_peer_step_down(step: Step, nodes: Nodes) -> Outcome:
     if (void := await heard()) is not None:
         return void
     while (left := until - time.time()) > 0:
+        slept = time.time()
         await asyncio.sleep(min(left, RECHECK_EVERY_S))
+        stalled = time.time() - slept - min(left, RECHECK_EVERY_S)
+        if recheck is not None and stalled > STALL_S:
+            # This node was away (frozen): what the old primary heard meanwhile is unknown.
+            why = f"this node did not run for {stalled:.1f} s during the wait"
+            return Outcome(False, why, {UNTOUCHED: "yes", HEARD_AGAIN: why})
         if (void := await heard()) is not None:
             return void
     waited = time.time() - started

@@ -255,6 +255,23 @@ async def test_a_daemon_restarted_after_time_away_counts_the_silence_from_before
             assert world.writable() == ["node2"] and world.vip_holders() == ["node2"]
 
 
+async def test_a_daemon_already_silent_when_it_stopped_counts_the_downtime(
+    tmp_path: Path,
+) -> None:
+    """Second review: silent for 8 s when it stopped, down for 4 (under peer_step_down_s): had
+    it run on, it would have stepped down; hearing only the witness afterwards changes nothing."""
+    cfg = isolated_config(tmp_path)
+    world = switched_back_world()
+    d, _ = make(cfg, world)
+    now = d.clock()
+    heard = {"monha_heard": 1, "tick_end": now - 4.0, "last_heard_at": now - 12.0}
+    (tmp_path / "heard.json").write_text(json.dumps(heard))
+    world.node1.host_up = False  # the peer is out of reach; the witness still answers
+    d, _ = make(cfg, world)
+    async with running(d):
+        await until(lambda: world.node2.read_only and not world.node2.vip, "step down")
+
+
 async def test_a_garbled_heard_file_counts_as_a_long_time_away(tmp_path: Path) -> None:
     cfg = isolated_config(tmp_path)
     world = switched_back_world()

@@ -458,3 +458,9 @@ def test_a_witness_that_cannot_tell_holds_a_failover_nothing_can_fence() -> None
     assert at_threshold(cut, policy(plan=command)).plan_kind is PlanKind.FAILOVER
     # A witness that checked and does not see it: the primary steps down by itself in time.
     assert at_threshold(lost_obs(icmp=TIMEOUT, ssh=TIMEOUT)).plan_kind is PlanKind.FAILOVER
+    # Second review: one witness does not see it, the other's check failed though it answers
+    # ICMP (the primary's clock counts that): hold too.
+    failed_check = probe("witness", "w2", FAILED, reached=True)
+    two = policy(witnesses=(WITNESS, "w2"), heard_witnesses=(WITNESS, "w2"))
+    mixed = replace(cut, witnesses=(witness(), failed_check))
+    assert at_threshold(mixed, two).event is Event.HOLD_UNFENCEABLE
