@@ -213,7 +213,8 @@ def test_replication_still_healthy_after_the_faults(lab: Lab) -> None:
     while time.monotonic() < deadline:
         status = lab.status()
         replica = status["nodes"]["node2"]["replica"]
-        if replica and replica["io_running"] == replica["sql_running"] == "Yes":
+        running = replica and replica["io_running"] == replica["sql_running"] == "Yes"
+        if running and replica["seconds_behind"] == 0:  # both threads, and caught up
             break
         time.sleep(0.5)
     assert replica["seconds_behind"] == 0
