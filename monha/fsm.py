@@ -357,6 +357,15 @@ def assess(
             E.PLAN_ABANDONED,
             f"the journal holds a failover plan that changed no node yet, and now {fresh.evidence}",
         )
+    if obs.plan_waits and before.observed_at is None:
+        # This daemon just started: whatever it missed of the old primary while it was down,
+        # the plan's wait for its step-down did not look at (it may be serving again).
+        return event(
+            E.PLAN_SUPERSEDED,
+            f"the journal holds a failover plan that changed no node yet and waits for "
+            f"{obs.primary}'s step-down, and this daemon just started; now {fresh.evidence}: "
+            "deciding afresh, with the wait in full",
+        )
     if obs.plan_active_at is not None and obs.at - obs.plan_active_at > PLAN_STALE_S:
         # Not run for so long (this daemon was stopped, or the plan waited for evidence): the
         # old primary's guard may have come back since, so its wait is no longer a promise.
@@ -666,7 +675,8 @@ def decide(state: MonitorState, obs: Observation, policy: Policy) -> Decision:
     row = row_for(state.state, a.event)
     after = _history(state, obs, a.icmp_losses, policy)
     stale = obs.plan_active_at is not None and obs.at - obs.plan_active_at > PLAN_STALE_S
-    if a.event is E.PLAN_SUPERSEDED and stale:
+    restarted = obs.plan_waits and state.observed_at is None
+    if a.event is E.PLAN_SUPERSEDED and (stale or restarted):
         # The old primary may have come back into service since (its guard no longer waits
         # for a stale plan): the fresh plan waits for its step-down in full again.
         after = replace(after, primary_heard_at=obs.at)

@@ -333,8 +333,9 @@ class PrimaryGuard:
         )
 
     async def _fence(self, why: str, *, isolation: bool) -> None:
-        await fencing.self_fence(self.inputs, self.nodes, self.me, self.peer, why)
+        # Said first: status tells why while the steps run (stopping services takes seconds).
         self.fenced_because, self.for_isolation = why, isolation
+        await fencing.self_fence(self.inputs, self.nodes, self.me, self.peer, why)
         if isolation:
             # Kept on disk: a daemon restarted while stepped down may still come back by
             # itself; otherwise it would wait for a rejoin that needs a primary to run on.

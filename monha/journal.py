@@ -180,6 +180,10 @@ class JournalRecord:
         return asdict(self)
 
     @property
+    def waits_for_step_down(self) -> bool:
+        return any(s.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value for s in self.plan)
+
+    @property
     def last_active_at(self) -> float:
         return last_active_at(self.to_dict())
 

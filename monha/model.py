@@ -149,6 +149,8 @@ class Observation:
     plan_committed: bool = False
     # When the open plan last ran or will run (journal.last_active_at; None: no open plan).
     plan_active_at: float | None = None
+    # The open plan waits for the old primary's step-down (an await_peer_step_down step).
+    plan_waits: bool = False
     # Non-empty when the journal exists but cannot be replayed: what is wrong, naming the file.
     journal_problem: str = ""
     # The primary's own binary log end, read from it this tick (None: it did not answer).

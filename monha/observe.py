@@ -97,6 +97,7 @@ class Observer:
         witness_results = tuple(witnesses)
         journal_open, committed, problem = False, False, ""
         active_at: float | None = None
+        waits = False
         try:
             record = self.journal.open_record()
             # An unfinished switchover is the operator's to finish (`monha-ctl switchover`
@@ -104,6 +105,7 @@ class Observer:
             journal_open = record is not None and record.kind != "switchover"
             committed = journal_open and record is not None and record.committed
             active_at = record.last_active_at if journal_open and record is not None else None
+            waits = journal_open and record is not None and record.waits_for_step_down
         except (RecordError, OSError) as exc:
             # Unreadable: nothing may start afresh, nor be replayed; an operator must look.
             problem = f"{exc}; resolve with {DISCARD_HINT}"
@@ -121,6 +123,7 @@ class Observer:
             journal_open=journal_open,
             plan_committed=committed,
             plan_active_at=active_at,
+            plan_waits=waits,
             journal_problem=problem,
             primary_position=position,
         )

@@ -129,9 +129,14 @@ async def test_a_stopped_plan_is_retried_by_the_running_daemon(tmp_path: Path) -
     assert world.node2.promotions == 1
     promotes = [s for s in flag(cfg)["steps"] if s["step"] == "promote@node2"]
     assert [s["ok"] for s in promotes] == [False, False, True]
-    # The back-off grows: 5 s then 10 s of the daemon's clock (20 times real time).
-    gap1 = promotes[1]["started_at"] - promotes[0]["started_at"]
-    gap2 = promotes[2]["started_at"] - promotes[1]["started_at"]
+
+    # The back-off grows: 5 s then 10 s of the daemon's clock (20 times real time), counted
+    # from the end of the failed attempt (its own duration varies).
+    def after(i: int) -> float:
+        p, q = promotes[i], promotes[i + 1]
+        return float(q["started_at"] - (p["started_at"] + p["duration_s"]))
+
+    gap1, gap2 = after(0), after(1)
     assert gap2 > gap1 * 1.5, (gap1, gap2)
     record = Journal(tmp_path / "journal.json").load()
     assert record is not None and record.outcome == "succeeded" and record.attempts == 3

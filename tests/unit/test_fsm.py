@@ -464,3 +464,16 @@ def test_a_witness_that_cannot_tell_holds_a_failover_nothing_can_fence() -> None
     two = policy(witnesses=(WITNESS, "w2"), heard_witnesses=(WITNESS, "w2"))
     mixed = replace(cut, witnesses=(witness(), failed_check))
     assert at_threshold(mixed, two).event is Event.HOLD_UNFENCEABLE
+
+
+def test_a_waiting_plan_found_by_a_daemon_just_started_is_decided_afresh() -> None:
+    # Review finding: resumed after a restart, the wait had missed whatever the old primary
+    # did meanwhile (a witness may have seen it, its own clock restarted).
+    fresh_daemon = MonitorState()
+    obs = lost_obs(at=1000.0, journal_open=True, plan_waits=True, plan_active_at=995.0)
+    d = decide(fresh_daemon, obs, POLICY)
+    assert d.event is Event.PLAN_SUPERSEDED and d.plan_kind is PlanKind.ABANDON
+    assert d.state.primary_heard_at == 1000.0  # the next plan waits in full
+    # The same plan seen by a daemon that has been running: resumed.
+    running = MonitorState(State.FAILING_OVER, 5, 990.0, 990.0, 990.0, 1, None, observed_at=999.0)
+    assert decide(running, obs, POLICY).plan_kind is PlanKind.RESUME

@@ -215,6 +215,9 @@ class Journal:
     started_at: float = 0.0
     plan: tuple[Step, ...] = ()  # every step, as journaled (`steps`: those not run yet)
 
+    def waits(self) -> bool:
+        return any(s.kind.value == _AWAIT for s in self.plan)
+
     def record(self) -> dict[str, Any]:
         """The journal as the peer's guard reads it."""
         return {
@@ -332,6 +335,8 @@ class TwoNodes(RuleBasedStateMachine):
             journal_open=n.journal is not None,
             plan_committed=n.journal is not None and n.journal.committed,
             plan_active_at=None if n.journal is None else last_active_at(n.journal.record()),
+            plan_waits=n.journal is not None
+            and any(s.kind.value == _AWAIT for s in n.journal.plan),
         )
 
     def daemon_tick(self, me: str) -> None:
