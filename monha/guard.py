@@ -91,10 +91,15 @@ def next_heard_at(
     limit_s: float,
     counted: Collection[str] | None = None,
 ) -> float | None:
-    """`split_brain.heard_at` with this tick's answers: from the peer (its MySQL or SSH; an
-    echo alone does not count: the standby may fail over while the primary's kernel answers
-    ping, as when the primary is frozen), from a witness."""
-    peer = obs.primary_mysql.answered or obs.primary_ssh.status is ProbeStatus.OK
+    """`split_brain.heard_at` with this tick's answers: from the peer (its MySQL, SSH or ICMP:
+    under heavy loss its echoes are often all that gets through, and a primary that steps
+    down for that loss makes things worse; a frozen primary is caught by time away, a cut
+    that lets only echoes through by the peer's plan, read over SSH), from a witness."""
+    peer = (
+        obs.primary_mysql.answered
+        or obs.primary_ssh.status is ProbeStatus.OK
+        or obs.primary_icmp.status is ProbeStatus.OK
+    )
     # A witness counts when it answered at all (its ICMP, or its check over SSH): under loss a
     # check may time out while the witness is plainly in reach. `counted`: which witnesses
     # (split_brain.heard_witnesses); None: all.
