@@ -63,7 +63,7 @@ class Policy:
     replica_silence_s: float = 3.0
     witnesses: tuple[str, ...] = ()  # configured witness names; their results are obs.witnesses
     witness_silent: Literal["hold", "fence"] = "hold"
-    # The witnesses the primary's isolation clock counts (split_brain.heard_witnesses): only
+    # The witnesses the primary's isolation clock counts (Config.heard_witnesses): only
     # they can keep an unreachable primary serving, so only they can hold as unfenceable.
     heard_witnesses: tuple[str, ...] = ()
     max_lag_s: float = 60.0

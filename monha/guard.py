@@ -102,7 +102,7 @@ def next_heard_at(
     )
     # A witness counts when it answered at all (its ICMP, or its check over SSH): under loss a
     # check may time out while the witness is plainly in reach. `counted`: which witnesses
-    # (split_brain.heard_witnesses); None: all.
+    # (Config.heard_witnesses); None: all.
     witness = any(
         w.answered or w.reached for w in obs.witnesses if counted is None or w.target in counted
     )
@@ -161,7 +161,7 @@ class PrimaryGuard:
         restart, the time the daemon was down if the peer could have failed over meanwhile."""
         limit = split_brain.isolation_limit(self.cfg)
         away, self.restart_away = self.meter.take() + self.restart_away, 0.0
-        counted = split_brain.heard_witnesses(self.cfg)
+        counted = self.cfg.heard_witnesses()
         self.last_heard_at = next_heard_at(obs, self.last_heard_at, away, limit, counted)
 
     def tick_ended(self) -> None:

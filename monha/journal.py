@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from monha.model import OnFailure, Step, StepKind, StepResult
-from monha.plan import UNTOUCHED, changed_a_node, last_active_at
+from monha.plan import UNTOUCHED, changed_a_node, last_active_at, waits_for_step_down
 
 JOURNAL_VERSION = 2
 
@@ -181,7 +181,7 @@ class JournalRecord:
 
     @property
     def waits_for_step_down(self) -> bool:
-        return any(s.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value for s in self.plan)
+        return waits_for_step_down({"plan": self.plan})
 
     @property
     def last_active_at(self) -> float:

@@ -541,3 +541,8 @@ def journal_steps(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def journal_done(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return _items(record.get("done"))
+
+
+def waits_for_step_down(record: Mapping[str, Any]) -> bool:
+    """Whether a journal record's plan waits for the old primary's step-down."""
+    return any(s.get("kind") == StepKind.AWAIT_PEER_STEP_DOWN.value for s in journal_steps(record))

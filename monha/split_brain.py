@@ -20,17 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from monha.config import Config
-from monha.model import StepKind
 from monha.plan import (
     PLAN_STALE_S,
     PLAN_STALE_SKEW_S,
     changed_a_node,
     journal_done,
-    journal_steps,
     last_active_at,
+    waits_for_step_down,
 )
-
-_AWAIT = StepKind.AWAIT_PEER_STEP_DOWN.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +141,6 @@ def isolation_limit(cfg: Config) -> float:
     return cfg.isolation_limit_s()
 
 
-def heard_witnesses(cfg: Config) -> tuple[str, ...]:
-    return cfg.heard_witnesses()
-
-
 def isolation_fencing(cfg: Config) -> str:
     """One line for check-config and status: whether and when this primary steps down."""
     if cfg.failover.self_fence_on_isolation == "off":
@@ -251,10 +244,6 @@ def peer_plan_against(me: str, plan: Mapping[str, Any] | None, now: float) -> st
         f"the peer's failover plan {plan.get('failover_id', '?')} against this node is "
         "running and waits for this node to step down before it promotes the peer"
     )
-
-
-def waits_for_step_down(plan: Mapping[str, Any]) -> bool:
-    return any(s.get("kind") == _AWAIT for s in journal_steps(plan))
 
 
 def plan_holds_return(me: str, plan: Mapping[str, Any] | None, now: float) -> str | None:
