@@ -33,10 +33,13 @@ def _server(db_port: int, **kw: object) -> Server:
     return Server(host="127.0.0.1", port=db_port, user=ADMIN_USER, password=ADMIN_PASSWORD, **kw)  # type: ignore[arg-type]
 
 
-async def _eventually(pred, timeout_s: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _eventually(pred, timeout_s: float = 30.0, seen=None) -> None:  # type: ignore[no-untyped-def]
+    # 30 s: a full CI run on two cores once took more than 10 s for an IO thread to reconnect.
     deadline = time.monotonic() + timeout_s
     while not await pred():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        if time.monotonic() >= deadline:
+            last = await seen() if seen is not None else None
+            raise AssertionError(f"condition not reached in {timeout_s} s; last seen: {last}")
         await asyncio.sleep(0.1)
 
 
@@ -249,7 +252,7 @@ async def test_set_heartbeat(mariadb: MariaDBPair) -> None:
         await s.set_heartbeat(0.75)
         st = await s.replica_status()
         assert st.heartbeat_period_s == pytest.approx(0.75)
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         await s.set_heartbeat(HEARTBEAT_S)
         assert (await s.replica_status()).heartbeat_period_s == pytest.approx(HEARTBEAT_S)
         with pytest.raises(MySQLError, match="not configured"):
@@ -286,7 +289,7 @@ async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
         st = await s.replica_status()
         assert st.configured and st.io_running == "No"  # change_source leaves it stopped
         await s.start_replica()
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         p.sql(f"CREATE TABLE {APP_DB}.after_promote (id INT)")
         mariadb.wait_replicated()
         assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'after_promote'")
@@ -301,7 +304,7 @@ async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
             coordinates=coords,
         )
         await s.start_replica()
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         p.sql(f"CREATE TABLE {APP_DB}.after_position (id INT)")
 
         async def has_table() -> bool:
@@ -320,7 +323,7 @@ async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
             use_gtid=True,
         )
         await s.start_replica()
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
     finally:
         await s.close()
         await primary.close()
@@ -353,7 +356,7 @@ async def test_defect9_net_timeout_and_io_restart_on_a_real_replica(mariadb: Mar
         assert await s.set_net_timeout(7) is True
         assert await s.set_net_timeout(7) is False  # already so: nothing done
         await s.restart_io_thread()
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         assert (await s.replica_status()).sql_running == "Yes"
         await s.set_net_timeout(int(before))
     finally:
@@ -411,7 +414,7 @@ async def test_defect7_promote_says_what_it_had_not_applied_and_keeps_the_relay_
             use_gtid=True,
         )
         await s.start_replica()
-        await _eventually(lambda: _io_yes(s))
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         mariadb.wait_replicated()
         await s.close()
     assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'unapplied_2'")
