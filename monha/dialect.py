@@ -85,6 +85,19 @@ class Dialect:
         return "SHOW REPLICA STATUS" if self.uses_replica_terms else "SHOW SLAVE STATUS"
 
     @property
+    def heartbeat_period_sql(self) -> str | None:
+        """Where the heartbeat period is when the status row has none (MySQL; MariaDB: None).
+
+        No row means performance_schema is off: the period is then unknown.
+        """
+        if self.is_mariadb:
+            return None
+        return (
+            "SELECT HEARTBEAT_INTERVAL FROM performance_schema.replication_connection_configuration"
+            " WHERE CHANNEL_NAME = ''"
+        )
+
+    @property
     def stop_replica_sql(self) -> str:
         return "STOP REPLICA" if self.uses_replica_terms else "STOP SLAVE"
 

@@ -24,6 +24,7 @@ COUNT_RECEIVED_HEARTBEATS. The heartbeat period must be shorter than the samplin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -384,9 +385,23 @@ class Server:
     async def replica_status(self, timeout_s: float | None = None) -> ReplicaStatus:
         row = await self._status_row(timeout_s)
         try:
-            return parse_replica_status(row)
+            status = parse_replica_status(row)
         except DialectError as exc:
             raise MySQLError(f"{self.describe()}: {exc}") from None
+        d = await self.dialect(timeout_s)
+        sql = d.heartbeat_period_sql
+        if not status.configured or status.heartbeat_period_s is not None or sql is None:
+            return status
+        # MySQL has no heartbeat column in SHOW REPLICA STATUS: performance_schema has it.
+        rows = (await self._run("read the heartbeat period", [(sql, None)], timeout_s))[0]
+        value = next(iter(rows[0].values())) if rows else None
+        try:
+            period = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            raise MySQLError(
+                f"{self.describe()}: heartbeat period: not a number: {value!r}"
+            ) from None
+        return dataclasses.replace(status, heartbeat_period_s=period)
 
     async def read_only(self, timeout_s: float | None = None) -> bool:
         d = await self.dialect(timeout_s)

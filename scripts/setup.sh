@@ -16,6 +16,7 @@ packages=(
     apache2                                # the hot-standby web tier
     mha4mysql-manager mha4mysql-node       # MHA 0.58, for the side-by-side benchmark
     procps psmisc util-linux curl ca-certificates
+    debootstrap                            # Oracle MySQL's own root filesystem (see below)
     prometheus python3-yaml systemd         # promtool, the Zabbix template check, systemd-analyze
     python3 python3-venv python3-dev gcc
 )
@@ -36,4 +37,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test]'
+# Oracle MySQL (Debian 12 has MariaDB only): Debian unstable's mysql-server-core in a root
+# filesystem of its own, built once per machine under /var/cache/monha-lab (~40 s, 650 MB).
+.venv/bin/python -c 'from monha.lab.mysql_rootfs import ensure_rootfs; ensure_rootfs()'
 echo "setup.sh: ready (.venv/bin/monha, .venv/bin/monha-ctl, .venv/bin/monha-lab)"

@@ -7,16 +7,28 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.adapters.sandbox import MariaDBPair, Sshd, mariadb_pair, start_sshd
-from tests.conftest import require_root_and_binaries
+from tests.adapters.sandbox import ServerPair, Sshd, server_pair, start_sshd
+from tests.conftest import require, require_root_and_binaries
+
+SERVERS = ("mariadb", "mysql")
 
 
-@pytest.fixture(scope="module")
-def mariadb() -> Iterator[MariaDBPair]:
-    """A primary and its replica on loopback, for the tests of one module."""
-    require_root_and_binaries("mariadbd", "mariadb-install-db")
-    with mariadb_pair() as pair:
-        yield pair
+@pytest.fixture(scope="module", params=SERVERS)
+def pair(request: pytest.FixtureRequest) -> Iterator[ServerPair]:
+    """A primary and its replica on loopback, for the tests of one module: every contract test
+    runs once on MariaDB and once on MySQL."""
+    if request.param == "mysql":
+        from monha.lab.mysql_rootfs import RootfsError, ensure_rootfs
+
+        require_root_and_binaries("unshare", "chroot", "mount")
+        try:
+            ensure_rootfs()
+        except RootfsError as exc:
+            require(False, str(exc))
+    else:
+        require_root_and_binaries("mariadbd", "mariadb-install-db")
+    with server_pair(request.param) as servers:
+        yield servers
 
 
 @pytest.fixture

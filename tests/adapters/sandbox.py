@@ -1,8 +1,10 @@
-"""Throw-away servers for the adapter contract tests: MariaDB primary + replica, and sshd.
+"""Throw-away servers for the adapter contract tests: a primary and a replica (MariaDB, or
+Oracle MySQL from the lab's root filesystem), and sshd.
 
 Everything listens on 127.0.0.1 only, on free high ports, with its files in one temp dir that is
 removed afterwards. Processes are started here and ended here by their PID, never by name.
-mariadbd refuses to run as root, so the datadirs belong to the `mysql` user.
+mariadbd refuses to run as root, so its datadirs belong to the `mysql` user; MySQL runs as root
+chrooted into its tree (see monha.lab.mysql_rootfs), with /tmp shared so its paths are ours.
 """
 
 from __future__ import annotations
@@ -74,8 +76,27 @@ class MariaDB:
             conn.close()
 
 
-class MariaDBPair:
-    """A primary and a replica of it (GTID slave_pos, heartbeat HEARTBEAT_S, retry 1 s)."""
+class ServerPair:
+    """A primary and a replica of it (GTID slave_pos, heartbeat HEARTBEAT_S, retry 1 s).
+
+    The flavour-specific SQL the tests need goes through the methods below, so one contract
+    test runs unchanged against MariaDB and MySQL.
+    """
+
+    flavor = "mariadb"
+    replica_noun = "SLAVE"
+
+    def gtid_executed(self, db: MariaDB | None = None) -> str:
+        """What `db` (the primary by default) has in its binary log."""
+        return str((db or self.primary).sql("SELECT @@gtid_binlog_pos")[0][0])
+
+    def gtid_applied(self, db: MariaDB | None = None) -> str:
+        """What `db` (the replica by default) has applied."""
+        return str((db or self.replica).sql("SELECT @@gtid_slave_pos")[0][0])
+
+    def replication(self, action: str, thread: str = "", db: MariaDB | None = None) -> None:
+        """START/STOP the replica's threads (`thread`: "", "IO_THREAD" or "SQL_THREAD")."""
+        (db or self.replica).sql(f"{action} {self.replica_noun} {thread}".strip())
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="monha-adapters-db-"))
@@ -138,10 +159,10 @@ class MariaDBPair:
 
     def wait_replicated(self, timeout_s: float = 20.0) -> None:
         """Until the replica applied everything the primary has in its binary log."""
-        target = str(self.primary.sql("SELECT @@gtid_binlog_pos")[0][0])
+        target = self.gtid_executed()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if str(self.replica.sql("SELECT @@gtid_slave_pos")[0][0]) == target:
+            if self.gtid_applied() == target:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"replica did not reach {target}")
@@ -175,12 +196,12 @@ class MariaDBPair:
         while time.monotonic() < deadline:
             assert db.proc is not None
             if db.proc.poll() is not None:
-                raise RuntimeError(f"mariadbd {db.name} exited: {db.log.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.flavor} {db.name} exited: {db.log.read_text()[-2000:]}")
             with contextlib.suppress(pymysql.err.MySQLError, OSError):
                 db.sql("SELECT 1")
                 return
             time.sleep(0.1)
-        raise TimeoutError(f"mariadbd {db.name} not ready in {timeout_s} s")
+        raise TimeoutError(f"{self.flavor} {db.name} not ready in {timeout_s} s")
 
     def stop(self) -> None:
         for db in (self.replica, self.primary):
@@ -193,9 +214,114 @@ def _lit(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+class MySQLPair(ServerPair):
+    """The same pair on Oracle MySQL: gtid_mode=ON, auto-positioning, caching_sha2_password
+    for every user (the server's default), TLS as the server sets it up by itself."""
+
+    flavor = "mysql"
+    replica_noun = "REPLICA"
+
+    def gtid_executed(self, db: MariaDB | None = None) -> str:
+        return "".join(str((db or self.primary).sql("SELECT @@gtid_executed")[0][0]).split())
+
+    def gtid_applied(self, db: MariaDB | None = None) -> str:
+        return "".join(str((db or self.replica).sql("SELECT @@gtid_executed")[0][0]).split())
+
+    def __init__(self, rootfs: Path) -> None:
+        self.rootfs = rootfs
+        self.root = Path(tempfile.mkdtemp(prefix="monha-adapters-my-"))
+        os.chmod(self.root, 0o755)
+        self.primary = MariaDB("primary", free_port(), self.root / "p", self.root / "p.sock", 1)
+        self.replica = MariaDB("replica", free_port(), self.root / "r", self.root / "r.sock", 2)
+
+    def _mysqld(self, *args: str) -> list[str]:
+        from monha.lab.mysql_rootfs import chrooted
+
+        return chrooted(["/usr/sbin/mysqld", "--no-defaults", "--user=root", *args], self.rootfs)
+
+    def start(self) -> None:
+        # Each server is initialised on its own: a copied datadir would copy its server_uuid.
+        inits = [
+            subprocess.Popen(
+                self._mysqld(f"--datadir={db.datadir}", "--initialize-insecure"),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for db in (self.primary, self.replica)
+        ]
+        for proc in inits:
+            out, _ = proc.communicate(timeout=180)
+            if proc.returncode != 0:
+                raise RuntimeError(f"mysqld --initialize failed: {out.decode()[-2000:]}")
+        for db in (self.primary, self.replica):
+            self._spawn(db)
+        for db in (self.primary, self.replica):
+            self._wait_ready(db)
+        p = self.primary
+        for statement in (
+            f"CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {_lit(ADMIN_PASSWORD)}",
+            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%'",
+            f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+            f"CREATE DATABASE {APP_DB}",
+            f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
+            f"GRANT SELECT, INSERT, CREATE ON {APP_DB}.* TO '{APP_USER}'@'%'",
+        ):
+            p.sql(statement)
+        r = self.replica
+        r.sql("SET GLOBAL read_only = ON")
+        r.sql(
+            f"CHANGE REPLICATION SOURCE TO SOURCE_HOST='127.0.0.1', SOURCE_PORT={p.port}, "
+            f"SOURCE_USER='{REPL_USER}', SOURCE_PASSWORD='{REPL_PASSWORD}', "
+            f"SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, "
+            f"SOURCE_HEARTBEAT_PERIOD={HEARTBEAT_S}"
+        )
+        r.sql("START REPLICA")
+        self.wait_replicated()
+
+    def _spawn(self, db: MariaDB) -> None:
+        db.log = self.root / f"{db.name}.err"
+        argv = self._mysqld(
+            f"--datadir={db.datadir}",
+            f"--tmpdir={self.root}",
+            f"--socket={db.socket}",
+            f"--pid-file={self.root / (db.name + '.pid')}",
+            f"--port={db.port}",
+            "--bind-address=127.0.0.1",
+            "--mysqlx=OFF",
+            "--secure-file-priv=",
+            f"--server-id={db.server_id}",
+            f"--log-bin={db.datadir / 'bin'}",
+            f"--relay-log={db.datadir / 'relay'}",
+            "--gtid-mode=ON",
+            "--enforce-gtid-consistency=ON",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=32M",
+            "--performance-schema-max-table-instances=400",
+            f"--log-error={db.log}",
+        )
+        db.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+
+def server_pair(flavor: str) -> contextlib.AbstractContextManager[ServerPair]:
+    if flavor == "mysql":
+        from monha.lab.mysql_rootfs import ensure_rootfs
+
+        return _pair(MySQLPair(ensure_rootfs()))
+    return _pair(ServerPair())
+
+
 @contextlib.contextmanager
-def mariadb_pair() -> Iterator[MariaDBPair]:
-    pair = MariaDBPair()
+def mariadb_pair() -> Iterator[ServerPair]:
+    with _pair(ServerPair()) as pair:
+        yield pair
+
+
+@contextlib.contextmanager
+def _pair(pair: ServerPair) -> Iterator[ServerPair]:
     try:
         pair.start()
         yield pair

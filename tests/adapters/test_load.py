@@ -23,10 +23,10 @@ from monha.lab.load import (
     read_record,
     write_outage,
 )
-from tests.adapters.sandbox import APP_DB, APP_PASSWORD, APP_USER, MariaDBPair
+from tests.adapters.sandbox import APP_DB, APP_PASSWORD, APP_USER, ServerPair
 
 
-def _target(db: MariaDBPair) -> Target:
+def _target(db: ServerPair) -> Target:
     return Target("127.0.0.1", db.primary.port, APP_USER, APP_PASSWORD, APP_DB, 1.0)
 
 
@@ -93,18 +93,16 @@ def test_read_record_rejects_garbage_in_the_middle(tmp_path: Path) -> None:
 @pytest.mark.adapter
 @pytest.mark.timeout(60)
 async def test_generator_records_every_ack_and_the_rows_are_there(
-    mariadb: MariaDBPair, tmp_path: Path
+    pair: ServerPair, tmp_path: Path
 ) -> None:
     out = tmp_path / "rec.jsonl"
     with out.open("a") as fh:
-        acked, failed = await generate(
-            _target(mariadb), fh, rate=100, duration_s=1.5, run_id="basic"
-        )
+        acked, failed = await generate(_target(pair), fh, rate=100, duration_s=1.5, run_id="basic")
     rec = read_record(out)
     assert failed == 0 and acked == len(rec.acked) >= 100
     assert rec.ended_at is not None and rec.run_id == "basic"
     assert [sid for _, sid in rec.connects] == [1]  # one connection, to the primary
-    present = await ids_present(_target(mariadb), "basic")
+    present = await ids_present(_target(pair), "basic")
     assert lost_rows(rec.acked, present) == []
     assert write_outage(rec)[2] < 0.5
 
@@ -112,9 +110,9 @@ async def test_generator_records_every_ack_and_the_rows_are_there(
 @pytest.mark.adapter
 @pytest.mark.timeout(60)
 async def test_generator_survives_refusals_and_killed_connections(
-    mariadb: MariaDBPair, tmp_path: Path
+    pair: ServerPair, tmp_path: Path
 ) -> None:
-    p = mariadb.primary
+    p = pair.primary
     out = tmp_path / "rec.jsonl"
     stop = asyncio.Event()
 
@@ -137,9 +135,7 @@ async def test_generator_survives_refusals_and_killed_connections(
         async with asyncio.TaskGroup() as tg:
             tg.create_task(disturb())
             tg.create_task(
-                generate(
-                    _target(mariadb), fh, rate=50, duration_s=None, run_id="disturbed", stop=stop
-                )
+                generate(_target(pair), fh, rate=50, duration_s=None, run_id="disturbed", stop=stop)
             )
     rec = read_record(out)
     codes = {code for _, _, code in rec.failed}
@@ -148,7 +144,7 @@ async def test_generator_survives_refusals_and_killed_connections(
     start, end, seconds = write_outage(rec)
     assert 0.6 < seconds < 2.0
     assert any(start <= at <= end for _, at, code in rec.failed if code == 1290)
-    present = await ids_present(_target(mariadb), "disturbed")
+    present = await ids_present(_target(pair), "disturbed")
     assert lost_rows(rec.acked, present) == []
     assert not any(i in present for i, _, code in rec.failed if code == 1290)  # refused = not there
 
@@ -156,12 +152,12 @@ async def test_generator_survives_refusals_and_killed_connections(
 @pytest.mark.adapter
 @pytest.mark.timeout(60)
 def test_main_runs_for_a_duration(
-    mariadb: MariaDBPair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    pair: ServerPair, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cli.jsonl"
     argv = [
         "--host=127.0.0.1",
-        f"--port={mariadb.primary.port}",
+        f"--port={pair.primary.port}",
         f"--user={APP_USER}",
         f"--password={APP_PASSWORD}",
         f"--db={APP_DB}",
@@ -183,7 +179,7 @@ def test_generate_rejects_a_bad_rate() -> None:
 
 @pytest.mark.adapter
 @pytest.mark.timeout(60)
-def test_module_stops_cleanly_on_sigterm(mariadb: MariaDBPair, tmp_path: Path) -> None:
+def test_module_stops_cleanly_on_sigterm(pair: ServerPair, tmp_path: Path) -> None:
     out = tmp_path / "sig.jsonl"
     proc = subprocess.Popen(
         [
@@ -191,7 +187,7 @@ def test_module_stops_cleanly_on_sigterm(mariadb: MariaDBPair, tmp_path: Path) -
             "-m",
             "monha.lab.load",
             "--host=127.0.0.1",
-            f"--port={mariadb.primary.port}",
+            f"--port={pair.primary.port}",
             f"--user={APP_USER}",
             f"--password={APP_PASSWORD}",
             f"--db={APP_DB}",

@@ -1,4 +1,5 @@
-"""Contract tests of monha.mysql against a real MariaDB primary and replica on loopback."""
+"""Contract tests of monha.mysql against a real primary and replica on loopback, on MariaDB and
+on MySQL (the `pair` fixture runs each test on both)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.adapters.sandbox import (
     HEARTBEAT_S,
     REPL_PASSWORD,
     REPL_USER,
-    MariaDBPair,
+    ServerPair,
 )
 
 pytestmark = [pytest.mark.adapter, pytest.mark.timeout(120)]
@@ -46,15 +47,15 @@ async def _eventually(pred, timeout_s: float = 30.0, seen=None) -> None:  # type
 # --- probe_alive ------------------------------------------------------------------------------
 
 
-async def test_probe_ok(mariadb: MariaDBPair) -> None:
-    r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
+async def test_probe_ok(pair: ServerPair) -> None:
+    r = await probe_alive("127.0.0.1", pair.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
     assert r.status is ProbeStatus.OK, r
     assert r.answered and r.latency_s is not None and r.latency_s < 2
 
 
-async def test_probe_access_denied_is_alive(mariadb: MariaDBPair) -> None:
+async def test_probe_access_denied_is_alive(pair: ServerPair) -> None:
     secret = "wrong-secret-Zq9"
-    r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, secret, 2.0)
+    r = await probe_alive("127.0.0.1", pair.primary.port, ADMIN_USER, secret, 2.0)
     assert r.status is ProbeStatus.ALIVE_ERROR, r
     assert r.error_code == 1045 and r.answered
     assert secret not in r.detail
@@ -73,59 +74,60 @@ async def test_probe_silent_listener_times_out(silent_listener: int) -> None:
     assert time.monotonic() - start < 1.5
 
 
-def _aborted_clients(mariadb: MariaDBPair) -> int:
+def _aborted_clients(pair: ServerPair) -> int:
     # pymysql's close() sends COM_QUIT, so reading the counter does not move it.
-    rows = mariadb.primary.sql("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+    rows = pair.primary.sql("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
     return int(str(rows[0][1]))
 
 
-async def test_probe_says_goodbye_no_aborted_clients(mariadb: MariaDBPair) -> None:
+async def test_probe_says_goodbye_no_aborted_clients(pair: ServerPair) -> None:
     """Regression: every probe closed its socket without COM_QUIT, so the primary counted
     about two Aborted_clients a second (one per probe) and logged each one."""
-    before = _aborted_clients(mariadb)
+    before = _aborted_clients(pair)
     for _ in range(20):
-        r = await probe_alive("127.0.0.1", mariadb.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
+        r = await probe_alive("127.0.0.1", pair.primary.port, ADMIN_USER, ADMIN_PASSWORD, 2.0)
         assert r.status is ProbeStatus.OK, r
-    server = _server(mariadb.primary.port)
+    server = _server(pair.primary.port)
     assert await server.server_id() == 1
     await server.close()  # a short-lived Server handle says goodbye too
     # The server counts an abort when its connection thread notices the closed socket.
     await asyncio.sleep(0.5)
-    assert _aborted_clients(mariadb) == before
+    assert _aborted_clients(pair) == before
 
 
-async def test_probe_over_unix_socket(mariadb: MariaDBPair) -> None:
-    r = await probe_alive("", 0, "root", "", 2.0, unix_socket=str(mariadb.primary.socket))
+async def test_probe_over_unix_socket(pair: ServerPair) -> None:
+    r = await probe_alive("", 0, "root", "", 2.0, unix_socket=str(pair.primary.socket))
     assert r.status is ProbeStatus.OK, r
-    assert r.target == str(mariadb.primary.socket)
+    assert r.target == str(pair.primary.socket)
 
 
 # --- Server -----------------------------------------------------------------------------------
 
 
-async def test_dialect_and_server_id(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.replica.port)
+async def test_dialect_and_server_id(pair: ServerPair) -> None:
+    s = _server(pair.replica.port)
     try:
         d = await s.dialect()
-        assert d.flavor is Flavor.MARIADB and d.version >= (10, 0, 0)
+        assert d.flavor is Flavor(pair.flavor)
+        assert d.version >= ((10, 0, 0) if pair.flavor == "mariadb" else (8, 0, 0))
         assert await s.server_id() == 2
         assert "password" not in repr(s) and ADMIN_PASSWORD not in repr(s)
     finally:
         await s.close()
 
 
-async def test_unix_socket_server(mariadb: MariaDBPair) -> None:
-    s = Server(unix_socket=str(mariadb.primary.socket), user="root", password="")
+async def test_unix_socket_server(pair: ServerPair) -> None:
+    s = Server(unix_socket=str(pair.primary.socket), user="root", password="")
     try:
         assert await s.server_id() == 1
-        assert s.describe() == str(mariadb.primary.socket)
+        assert s.describe() == str(pair.primary.socket)
     finally:
         await s.close()
 
 
-async def test_wrong_password_error_hides_it(mariadb: MariaDBPair) -> None:
+async def test_wrong_password_error_hides_it(pair: ServerPair) -> None:
     secret = "nope-Secret-77"
-    s = Server(host="127.0.0.1", port=mariadb.primary.port, user=ADMIN_USER, password=secret)
+    s = Server(host="127.0.0.1", port=pair.primary.port, user=ADMIN_USER, password=secret)
     with pytest.raises(MySQLError) as err:
         await s.read_only()
     assert err.value.code == 1045
@@ -138,12 +140,12 @@ async def test_silent_server_times_out(silent_listener: int) -> None:
         await s.read_only()
 
 
-async def test_replica_status_on_real_servers(mariadb: MariaDBPair) -> None:
-    r, p = _server(mariadb.replica.port), _server(mariadb.primary.port)
+async def test_replica_status_on_real_servers(pair: ServerPair) -> None:
+    r, p = _server(pair.replica.port), _server(pair.primary.port)
     try:
         st = await r.replica_status()
         assert st.configured and st.io_ok and st.sql_running == "Yes"
-        assert (st.source_host, st.source_port) == ("127.0.0.1", mariadb.primary.port)
+        assert (st.source_host, st.source_port) == ("127.0.0.1", pair.primary.port)
         assert st.heartbeat_period_s == pytest.approx(HEARTBEAT_S)
         assert st.gtid_io_pos and st.read_position is not None
         assert not (await p.replica_status()).configured
@@ -152,8 +154,8 @@ async def test_replica_status_on_real_servers(mariadb: MariaDBPair) -> None:
         await p.close()
 
 
-async def test_read_only(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.primary.port)
+async def test_read_only(pair: ServerPair) -> None:
+    s = _server(pair.primary.port)
     try:
         assert await s.read_only() is False
         await s.set_read_only(True)
@@ -161,7 +163,7 @@ async def test_read_only(mariadb: MariaDBPair) -> None:
         assert await s.read_only() is True
         # An application user is refused (1290) while read_only is on.
         with pytest.raises(pymysql.err.MySQLError) as err:
-            mariadb.primary.sql(
+            pair.primary.sql(
                 f"CREATE TABLE {APP_DB}.ro_probe (id INT)", user=APP_USER, password=APP_PASSWORD
             )
         assert err.value.args[0] == 1290
@@ -171,32 +173,32 @@ async def test_read_only(mariadb: MariaDBPair) -> None:
         await s.close()
 
 
-async def test_binlog_coordinates(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.primary.port)
+async def test_binlog_coordinates(pair: ServerPair) -> None:
+    s = _server(pair.primary.port)
     try:
         c = await s.binlog_coordinates()
         assert c.file.startswith("bin.") and c.position > 4
-        assert c.gtid == str(mariadb.primary.sql("SELECT @@gtid_binlog_pos")[0][0])
+        assert c.gtid == pair.gtid_executed()
     finally:
         await s.close()
 
 
-async def test_wait_caught_up_and_what_is_left(mariadb: MariaDBPair) -> None:
-    p, r = mariadb.primary, mariadb.replica
+async def test_wait_caught_up_and_what_is_left(pair: ServerPair) -> None:
+    p, r = pair.primary, pair.replica
     p.sql(f"CREATE TABLE IF NOT EXISTS {APP_DB}.catchup (id INT PRIMARY KEY)")
-    mariadb.wait_replicated()
+    pair.wait_replicated()
     s = _server(r.port)
     try:
         ok, detail = await s.wait_caught_up(5.0)
         assert ok, detail
         # The SQL thread stops: what the IO thread reads is left unapplied.
-        r.sql("STOP SLAVE SQL_THREAD")
+        pair.replication("STOP", "SQL_THREAD")
         for i in range(20):
             p.sql(f"INSERT INTO {APP_DB}.catchup VALUES ({i})")
 
         async def read_all() -> bool:
             st = await s.replica_status()
-            return st.gtid_io_pos == str(p.sql("SELECT @@gtid_binlog_pos")[0][0])
+            return st.gtid_io_pos == pair.gtid_executed()
 
         await _eventually(read_all)
         start = time.monotonic()
@@ -205,7 +207,7 @@ async def test_wait_caught_up_and_what_is_left(mariadb: MariaDBPair) -> None:
         assert "SQL thread not running" in detail and "bytes left" in detail, detail
         assert time.monotonic() - start < 1.5
         # Running again, it applies what it had and reports success within the bound.
-        r.sql("START SLAVE SQL_THREAD")
+        pair.replication("START", "SQL_THREAD")
         ok, detail = await s.wait_caught_up(10.0)
         assert ok, detail
         assert r.sql(f"SELECT COUNT(*) FROM {APP_DB}.catchup")[0][0] == 20
@@ -213,9 +215,8 @@ async def test_wait_caught_up_and_what_is_left(mariadb: MariaDBPair) -> None:
         await s.close()
 
 
-async def test_heard_from_primary(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.replica.port)
-    r = mariadb.replica
+async def test_heard_from_primary(pair: ServerPair) -> None:
+    s = _server(pair.replica.port)
     try:
         t0 = time.time()
         assert await s.heard_from_primary_s_ago(t0) is None  # one sample: unknown yet
@@ -224,7 +225,7 @@ async def test_heard_from_primary(mariadb: MariaDBPair) -> None:
         heard = await s.heard_from_primary_s_ago(t1)
         assert heard is not None and heard < 0.1  # a heartbeat arrived between the samples
         # The IO thread stops: nothing more is heard; the silence grows with the caller's clock.
-        r.sql("STOP SLAVE IO_THREAD")
+        pair.replication("STOP", "IO_THREAD")
         await asyncio.sleep(HEARTBEAT_S * 2)
         await s.heard_from_primary_s_ago(time.time())
         await asyncio.sleep(HEARTBEAT_S * 2)
@@ -235,7 +236,7 @@ async def test_heard_from_primary(mariadb: MariaDBPair) -> None:
         assert view.heard_from_primary_s_ago is not None
         assert view.heard_from_primary_s_ago >= HEARTBEAT_S * 2
     finally:
-        r.sql("START SLAVE IO_THREAD")
+        pair.replication("START", "IO_THREAD")
         await s.close()
 
 
@@ -246,9 +247,12 @@ async def test_observe_replica_of_dead_server_reports_failure(closed_port: int) 
     assert view.heard_from_primary_s_ago is None
 
 
-async def test_set_heartbeat(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.replica.port)
+async def test_set_heartbeat(pair: ServerPair) -> None:
+    s = _server(pair.replica.port)
     try:
+        # Both threads run first: set_heartbeat restarts only the threads that ran, and the
+        # previous test's START of the IO thread may not show in the status yet (seen in CI).
+        await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         await s.set_heartbeat(0.75)
         st = await s.replica_status()
         assert st.heartbeat_period_s == pytest.approx(0.75)
@@ -256,7 +260,7 @@ async def test_set_heartbeat(mariadb: MariaDBPair) -> None:
         await s.set_heartbeat(HEARTBEAT_S)
         assert (await s.replica_status()).heartbeat_period_s == pytest.approx(HEARTBEAT_S)
         with pytest.raises(MySQLError, match="not configured"):
-            await _server(mariadb.primary.port).set_heartbeat(1.0)
+            await _server(pair.primary.port).set_heartbeat(1.0)
     finally:
         await s.close()
 
@@ -265,8 +269,8 @@ async def _io_yes(s: Server) -> bool:
     return (await s.replica_status()).io_ok
 
 
-async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
-    p, r = mariadb.primary, mariadb.replica
+async def test_promote_twice_then_replicate_again(pair: ServerPair) -> None:
+    p, r = pair.primary, pair.replica
     s = _server(r.port)
     primary = _server(p.port)
     try:
@@ -291,7 +295,7 @@ async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
         await s.start_replica()
         await _eventually(lambda: _io_yes(s), seen=s.replica_status)
         p.sql(f"CREATE TABLE {APP_DB}.after_promote (id INT)")
-        mariadb.wait_replicated()
+        pair.wait_replicated()
         assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'after_promote'")
         # And by file/position: start exactly at the primary's current end.
         coords = await primary.binlog_coordinates()
@@ -329,9 +333,9 @@ async def test_promote_twice_then_replicate_again(mariadb: MariaDBPair) -> None:
         await primary.close()
 
 
-async def test_interrupted_statement_drops_the_connection(mariadb: MariaDBPair) -> None:
+async def test_interrupted_statement_drops_the_connection(pair: ServerPair) -> None:
     """A timeout mid-operation must not leave a half-read connection to be reused."""
-    s = _server(mariadb.primary.port)
+    s = _server(pair.primary.port)
     try:
         await s.server_id()
         with pytest.raises(MySQLError, match="no answer"):
@@ -349,8 +353,8 @@ async def _received_not_applied(s: Server) -> bool:
     return bool(st.gtid_io_pos) and st.gtid_io_pos != st.gtid_slave_pos
 
 
-async def test_defect9_net_timeout_and_io_restart_on_a_real_replica(mariadb: MariaDBPair) -> None:
-    s = _server(mariadb.replica.port)
+async def test_defect9_net_timeout_and_io_restart_on_a_real_replica(pair: ServerPair) -> None:
+    s = _server(pair.replica.port)
     try:
         before = (await s.global_variables(["slave_net_timeout"]))["slave_net_timeout"]
         assert await s.set_net_timeout(7) is True
@@ -364,12 +368,12 @@ async def test_defect9_net_timeout_and_io_restart_on_a_real_replica(mariadb: Mar
 
 
 async def test_defect7_catch_up_applies_what_a_stopped_sql_thread_left(
-    mariadb: MariaDBPair,
+    pair: ServerPair,
 ) -> None:
-    p, r = mariadb.primary, mariadb.replica
+    p, r = pair.primary, pair.replica
     s = _server(r.port)
     try:
-        r.sql("STOP SLAVE SQL_THREAD")
+        pair.replication("STOP", "SQL_THREAD")
         p.sql(f"CREATE TABLE {APP_DB}.unapplied_1 (id INT)")
         await _eventually(lambda: _received_not_applied(s))
         step = Step(StepKind.CATCH_UP, "r", 10.0, OnFailure.CONTINUE)
@@ -382,12 +386,12 @@ async def test_defect7_catch_up_applies_what_a_stopped_sql_thread_left(
 
 
 async def test_defect7_promote_says_what_it_had_not_applied_and_keeps_the_relay_logs(
-    mariadb: MariaDBPair, tmp_path: Path
+    pair: ServerPair, tmp_path: Path
 ) -> None:
-    p, r = mariadb.primary, mariadb.replica
+    p, r = pair.primary, pair.replica
     s = _server(r.port)
     try:
-        r.sql("STOP SLAVE SQL_THREAD")
+        pair.replication("STOP", "SQL_THREAD")
         p.sql(f"CREATE TABLE {APP_DB}.unapplied_2 (id INT)")
         await _eventually(lambda: _received_not_applied(s))
         keep = tmp_path / "kept"
@@ -415,6 +419,6 @@ async def test_defect7_promote_says_what_it_had_not_applied_and_keeps_the_relay_
         )
         await s.start_replica()
         await _eventually(lambda: _io_yes(s), seen=s.replica_status)
-        mariadb.wait_replicated()
+        pair.wait_replicated()
         await s.close()
     assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 'unapplied_2'")

@@ -20,7 +20,7 @@ from monha.model import OnFailure, Step, StepKind
 from monha.mysql import Server
 from monha.runners import _READ_CHUNK, CommandResult, LocalRunner, Runner
 from monha.steps import Nodes, run_step
-from tests.adapters.sandbox import ADMIN_PASSWORD, ADMIN_USER, MariaDBPair
+from tests.adapters.sandbox import ADMIN_PASSWORD, ADMIN_USER, ServerPair
 from tests.conftest import require, require_root_and_binaries
 
 pytestmark = [pytest.mark.adapter, pytest.mark.timeout(120)]
@@ -101,10 +101,10 @@ async def test_run_step_lets_cancellation_through() -> None:
 # --- fence_mysql: a hung mysqld is stopped ------------------------------------------------------
 
 
-async def test_fence_mysql_answers_with_read_only(mariadb: MariaDBPair, tmp_path: Path) -> None:
+async def test_fence_mysql_answers_with_read_only(pair: ServerPair, tmp_path: Path) -> None:
     marker = tmp_path / "stopped"
     server = Server(
-        host="127.0.0.1", port=mariadb.replica.port, user=ADMIN_USER, password=ADMIN_PASSWORD
+        host="127.0.0.1", port=pair.replica.port, user=ADMIN_USER, password=ADMIN_PASSWORD
     )
     nodes = Nodes(runners={"old": LocalRunner()}, mysql={"old": server})
     stop = ("sh", "-c", f"echo stopped > {marker}")
@@ -117,11 +117,11 @@ async def test_fence_mysql_answers_with_read_only(mariadb: MariaDBPair, tmp_path
     assert not marker.exists()  # an answering server is not stopped
 
 
-async def test_fence_mysql_stops_a_hung_mysqld(mariadb: MariaDBPair, tmp_path: Path) -> None:
+async def test_fence_mysql_stops_a_hung_mysqld(pair: ServerPair, tmp_path: Path) -> None:
     """Regression: read_only got the whole step timeout, so against a frozen mysqld the stop
     command never ran before the step timed out."""
     marker = tmp_path / "stopped"
-    db = mariadb.primary
+    db = pair.primary
     assert db.proc is not None
     server = Server(
         host="127.0.0.1",
@@ -279,9 +279,7 @@ class _Recording:
         return res
 
 
-async def test_salvage_stops_reading_at_max_output_mib(
-    mariadb: MariaDBPair, tmp_path: Path
-) -> None:
+async def test_salvage_stops_reading_at_max_output_mib(pair: ServerPair, tmp_path: Path) -> None:
     """Regression: the binlog tool's output was read whole, then compared with
     max_output_mib; a replica days behind pulled gigabytes and the daemon was OOM-killed."""
     tool = tmp_path / "binlog-tool"
@@ -289,16 +287,14 @@ async def test_salvage_stops_reading_at_max_output_mib(
     tool.chmod(0o755)
     applied = tmp_path / "applied"
     old = _Recording()
-    new = Server(
-        host="127.0.0.1", port=mariadb.replica.port, user=ADMIN_USER, password=ADMIN_PASSWORD
-    )
+    new = Server(host="127.0.0.1", port=pair.replica.port, user=ADMIN_USER, password=ADMIN_PASSWORD)
     try:
         start = time.monotonic()
         report = await binlog_io.salvage(
             new,
             LocalRunner(),
             old,
-            binlog_index=str(mariadb.primary.datadir / "bin.index"),
+            binlog_index=str(pair.primary.datadir / "bin.index"),
             binlog_tool=str(tool),
             apply_argv=("sh", "-c", f"cat > {applied}"),
             timeout_s=20.0,
@@ -307,7 +303,7 @@ async def test_salvage_stops_reading_at_max_output_mib(
         took = time.monotonic() - start
     finally:
         await new.close()
-        mariadb.replica.sql("START SLAVE")  # the salvage stopped replication first
+        pair.replication("START")  # the salvage stopped replication first
     # Never more than the bound (plus one read chunk) in memory, and a clean failure.
     assert all(len(r.stdout) <= MIB + _READ_CHUNK for r in old.results)
     assert any(r.truncated for r in old.results)
