@@ -199,6 +199,9 @@ class Mysql(Base):
     local_socket: AbsPath | None = None
     connect_timeout_s: Timeout = 1.0
     heartbeat_period_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    # TLS of the replication connection (SOURCE_SSL / MASTER_SSL) when monha points a replica
+    # at a new source: true requires it, false turns it off, unset keeps the server's setting.
+    replication_ssl: bool | None = None
     # slave_net_timeout set on the replica monha manages: a replica whose link was cut notices
     # after this long (the server default, 60 s, leaves a second fault a minute to lose rows).
     replica_net_timeout_s: Annotated[int, Field(ge=2, le=3600)] = 4

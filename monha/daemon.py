@@ -158,6 +158,7 @@ def real_wiring(cfg: Config, me: str) -> Wiring:
             cfg.mysql.replication_user,
             repl_pw,
             cfg.mysql.heartbeat_period_s,
+            cfg.mysql.replication_ssl,
         )
         for n in cfg.nodes
     }

@@ -45,6 +45,8 @@ class Flavor(StrEnum):
 Version = tuple[int, int, int]
 
 _VERSION_RE = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Reconnection attempts of a MySQL replica's IO thread: a day at the 1 s connect retry.
+RETRY_COUNT = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,13 +221,20 @@ class Dialect:
         coordinates: BinlogCoordinates | None = None,
         use_gtid: bool = False,
         connect_retry_s: int = 1,
+        ssl: bool | None = None,
     ) -> tuple[str, tuple[Any, ...]]:
         """CHANGE MASTER TO / CHANGE REPLICATION SOURCE TO, as (statement, params).
 
         Exactly one starting point: `use_gtid` (MariaDB MASTER_USE_GTID=slave_pos, MySQL
         SOURCE_AUTO_POSITION=1 — MySQL needs gtid_mode=ON) or file/position `coordinates`.
         `connect_retry_s` defaults to 1: after a quick restart of the primary the IO thread
-        otherwise waits the default 60 s before reconnecting.
+        otherwise waits the default 60 s before reconnecting. `ssl` sets MASTER/SOURCE_SSL
+        (None leaves the server's setting).
+
+        MySQL 8.0.4+ also gets GET_SOURCE_PUBLIC_KEY=1: with caching_sha2_password (the
+        default there) and no TLS, the IO thread's login fails with error 2061 whenever the
+        source's authentication cache is cold (after its restart or FLUSH PRIVILEGES) — which
+        is exactly when rejoin and switchover run.
         """
         if use_gtid == (coordinates is not None):
             raise ValueError("change_source needs exactly one of use_gtid or coordinates")
@@ -264,6 +273,15 @@ class Dialect:
                 parts.append("MASTER_USE_GTID = no")
             elif self._mysql_at_least(5, 6, 5):
                 parts.append(f"{k}_AUTO_POSITION = 0")
+        if not self.is_mariadb:
+            # The IO thread gives up after this many reconnection attempts (MySQL 9.7 stops
+            # after 10): a primary away for longer would leave replication stopped for good.
+            # MariaDB's counterpart is the server option master_retry_count (default 86400).
+            parts.append(f"{k}_RETRY_COUNT = {RETRY_COUNT}")
+        if ssl is not None:
+            parts.append(f"{k}_SSL = {int(ssl)}")
+        if self._mysql_at_least(8, 0, 4):
+            parts.append(f"GET_{k}_PUBLIC_KEY = 1")
         verb = "CHANGE REPLICATION SOURCE TO" if new_syntax else "CHANGE MASTER TO"
         return f"{verb} " + ", ".join(parts), tuple(params)
 

@@ -558,6 +558,7 @@ class Server:
         coordinates: BinlogCoordinates | None = None,
         gtid: str | None = None,
         use_gtid: bool = False,
+        ssl: bool | None = None,
         timeout_s: float | None = None,
     ) -> None:
         """Point this server at a (new) source; replication is left stopped (see start_replica).
@@ -585,6 +586,7 @@ class Server:
             heartbeat_period_s=heartbeat_period_s,
             coordinates=coordinates,
             use_gtid=use_gtid,
+            ssl=ssl,
         )
         statements.append((sql, params))
         await self._run(

@@ -48,6 +48,7 @@ class ReplicationSource:
     user: str
     password: str = field(repr=False)
     heartbeat_period_s: float = 1.0
+    ssl: bool | None = None  # SOURCE_SSL; None: the server's own setting
 
 
 @dataclass(slots=True)
@@ -514,6 +515,7 @@ async def make_replica(step: Step, nodes: Nodes, facts: Mapping[str, str]) -> Ou
             heartbeat_period_s=src.heartbeat_period_s,
             coordinates=None if gtid else BinlogCoordinates(file, int(pos)),
             gtid=gtid,
+            ssl=src.ssl,
         )
     await server.start_replica()
     return await wait_replicating(server, source, step.timeout_s)

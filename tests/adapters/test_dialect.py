@@ -192,6 +192,23 @@ def test_change_source_mysql_forms() -> None:
     assert "SOURCE_AUTO_POSITION = 1" in sql84
 
 
+def test_change_source_asks_for_the_public_key_and_sets_tls_when_told() -> None:
+    """Regression (issue 13): without GET_SOURCE_PUBLIC_KEY a MySQL replica whose connection has
+    no TLS fails with error 2061 once the source's authentication cache is cold."""
+    kw = {"host": "h", "port": 3306, "user": "u", "password": "p", "heartbeat_period_s": 1}
+    sql84, _ = MYSQL_8_4.change_source_sql(**kw, use_gtid=True)  # type: ignore[arg-type]
+    assert "GET_SOURCE_PUBLIC_KEY = 1" in sql84 and "SOURCE_SSL" not in sql84
+    assert "SOURCE_RETRY_COUNT = 86400" in sql84
+    sql84, _ = MYSQL_8_4.change_source_sql(**kw, use_gtid=True, ssl=False)  # type: ignore[arg-type]
+    assert "SOURCE_SSL = 0" in sql84
+    sql8012, _ = detect("8.0.12").change_source_sql(**kw, use_gtid=True, ssl=True)  # type: ignore[arg-type]
+    assert "GET_MASTER_PUBLIC_KEY = 1" in sql8012 and "MASTER_SSL = 1" in sql8012
+    # 5.7 and MariaDB have no such option (sha256 logins there are not the default).
+    for d in (MYSQL_5_7, MARIADB_10_11):
+        sql, _ = d.change_source_sql(**kw, use_gtid=True)  # type: ignore[arg-type]
+        assert "PUBLIC_KEY" not in sql
+
+
 def test_change_source_by_coordinates() -> None:
     c = BinlogCoordinates("mysql-bin.000009", 1234)
     sql, params = MARIADB_10_11.change_source_sql(
