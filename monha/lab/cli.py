@@ -15,6 +15,7 @@ from monha.lab.faults import FAULT_NAMES, FaultError
 from monha.lab.lab import Lab, LabError
 from monha.lab.names import NETNS_ROLES, PrefixError, default_prefix
 from monha.lab.proc import CommandError
+from monha.lab.server import DEFAULT_SERVER, SERVERS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,9 +38,16 @@ def _parser() -> argparse.ArgumentParser:
         help="MariaDB semi-synchronous replication (AFTER_SYNC) on both nodes",
     )
     up.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=DEFAULT_SERVER,
+        help="the database server of both nodes: the host's MariaDB (default) or Oracle MySQL "
+        "from a cached root filesystem (gtid_mode=ON)",
+    )
+    up.add_argument(
         "--mysqld-safe",
         action="store_true",
-        help="run MariaDB under mysqld_safe (restarts it after kill -9, like a real host)",
+        help="run the server under mysqld_safe (restarts it after kill -9, like a real host)",
     )
     up.add_argument(
         "--keep-on-failure", action="store_true", help="do not undo a failed up (to debug)"
@@ -122,6 +130,7 @@ def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
         seconds = lab.up(
             supervised=args.mysqld_safe,
             semi_sync=args.semi_sync,
+            server=args.server,
             replace=args.replace,
             keep_on_failure=args.keep_on_failure,
             log=lambda m: print(m, flush=True),

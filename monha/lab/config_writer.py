@@ -1,9 +1,12 @@
 """The monha configuration the lab installs: one file, identical on both nodes.
 
 Same schema as config.example.toml, with the lab's values: init scripts under
-/opt/monha-lab/init.d, the local MariaDB at /run/mysqld/mysqld.sock and its pid file at
+/opt/monha-lab/init.d, the local server at /run/mysqld/mysqld.sock and its pid file at
 /run/mysqld/mysqld.pid (each node's socket dir is mounted there inside the node, so one path
 names each node's own), the witness on the lan bridge, hot-standby URLs through the VIP.
+On a MySQL lab the programs monha runs on a node (the SSH MySQL check, the binlog tool, the
+salvage/rejoin apply command) are the wrappers /opt/monha-lab/bin/{mysqladmin,mysqlbinlog,mysql}
+that run MySQL's own programs chrooted into its tree (monha.lab.mysql_server).
 This module only renders text and writes files; it never validates against monha.config.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from monha.lab.mysql_server import IN_NODE_BIN
 from monha.lab.names import (
     ADDRESSES,
     IN_NODE_ETC,
@@ -34,14 +38,32 @@ def _argv(*items: str) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
 
-_APPLY = _argv(
-    "/usr/bin/mariadb", "--no-defaults", "--user=root", f"--socket={IN_NODE_SOCKET}",
-    "--batch", "--binary-mode",
-)  # fmt: skip
+def _apply(client: str) -> str:
+    return _argv(
+        client, "--no-defaults", "--user=root", f"--socket={IN_NODE_SOCKET}",
+        "--batch", "--binary-mode",
+    )  # fmt: skip
 
 
-def render(paths: LabPaths) -> str:
+def _server_tools(server: str) -> tuple[str, str, str]:
+    """(binlog_tool, apply_command, the [probe] ssh_mysql_check line or "") for `server`."""
+    if server == "mysql":
+        check = _argv(
+            f"{IN_NODE_BIN}/mysqladmin", "--no-defaults", "--connect-timeout=1",
+            "--protocol=tcp", "--host=127.0.0.1", "--port={mysql_port}", "ping",
+        )  # fmt: skip
+        return (
+            f"{IN_NODE_BIN}/mysqlbinlog",
+            _apply(f"{IN_NODE_BIN}/mysql"),
+            f"# MySQL's own mysqladmin, chrooted into its tree by the wrapper.\n"
+            f"ssh_mysql_check = {check}\n",
+        )
+    return "/usr/bin/mariadb-binlog", _apply("/usr/bin/mariadb"), ""
+
+
+def render(paths: LabPaths, server: str = "mariadb") -> str:
     init = IN_NODE_INIT_D
+    binlog_tool, apply, ssh_check = _server_tools(server)
     nodes = "\n".join(
         f"""[[nodes]]
 name = "{node}"
@@ -54,7 +76,7 @@ interface = "{NODE_IFACE}"
         for node in NODES
     )
     return f"""\
-# monha configuration written by `monha-lab up` (lab prefix {paths.prefix!r}).
+# monha configuration written by `monha-lab up` (lab prefix {paths.prefix!r}, {server}).
 # Identical on both nodes: node-private paths (/run, /etc/monha, /var/lib/monha) are mounted
 # per node inside the lab's mount namespaces.
 
@@ -79,7 +101,7 @@ monitor_password_file = "{IN_NODE_ETC}/mysql-monitor.password"
 replication_user = "repl"
 replication_password_file = "{IN_NODE_ETC}/mysql-repl.password"
 local_socket = "{IN_NODE_SOCKET}"
-# mariadbd's pid file, the same path on both nodes: a fence that gets no answer from a hung
+# the server's pid file, the same path on both nodes: a fence that gets no answer from a hung
 # mysqld kills the pid it names.
 pid_file = "{IN_NODE_PID_FILE}"
 connect_timeout_s = 1.0
@@ -92,7 +114,7 @@ icmp_timeout_s = 1.0
 ssh_timeout_s = 2.0
 failures_before_failover = 3
 replica_silence_s = 3.0
-
+{ssh_check}
 [[witness]]
 name = "lan-witness"
 address = "{ADDRESSES["lan"]}"
@@ -109,8 +131,8 @@ vip_timeout_s = 5.0
 [salvage]
 # The node's datadir is /run/mysqld/data inside the node (log_bin = mysql-bin, relative).
 binlog_index = "/run/mysqld/data/mysql-bin.index"
-binlog_tool = "/usr/bin/mariadb-binlog"
-apply_command = {_APPLY}
+binlog_tool = "{binlog_tool}"
+apply_command = {apply}
 timeout_s = 20.0
 
 [[services.cold_standby]]
@@ -151,9 +173,9 @@ level = "info"
 """
 
 
-def write(paths: LabPaths) -> None:
+def write(paths: LabPaths, server: str = "mariadb") -> None:
     """Install the config and the password files (0600) in both nodes; copy it for the host."""
-    text = render(paths)
+    text = render(paths, server)
     for node in NODES:
         d = paths.node(node)
         for sub in (d.etc_monha, d.var_lib_monha, d.var_log_monha, d.run / "monha"):

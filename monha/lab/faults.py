@@ -2,9 +2,9 @@
 
 | fault                       | how                                                          |
 |-----------------------------|--------------------------------------------------------------|
-| kill-mysqld / start-mysqld  | SIGKILL mariadbd by PID / start it again (same datadir, cnf) |
+| kill-mysqld / start-mysqld  | SIGKILL the server by PID / start it again (same datadir)    |
 | freeze / thaw               | SIGSTOP / SIGCONT every process in the node's namespaces     |
-| freeze-mysqld / thaw-mysqld | SIGSTOP / SIGCONT the node's mariadbd only (a hung mysqld)   |
+| freeze-mysqld / thaw-mysqld | SIGSTOP / SIGCONT the node's server only (a hung mysqld)     |
 | host-down / host-up         | freeze + the node's bridge port down / port up + thaw        |
 | cut-link / heal-link        | nftables on the bridge drops node1 <-> node2 frames only     |
 | loss / loss-clear           | nftables in the node: drop N % of arriving packets, or of    |
@@ -15,7 +15,8 @@
 
 A frozen node keeps a live kernel (it answers ping and ARP, completes TCP handshakes) like a
 hung host; host-down also takes its link away. Active faults are recorded in the state file.
-Processes are signalled by PID only.
+Processes are signalled by PID only. "The server" is the lab's mariadbd or (`up --server
+mysql`) its mysqld, whichever the lab's record names.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from monha.lab import mariadb
 from monha.lab.names import NODE_IFACE, NODES
 from monha.lab.netns import namespace_inodes
 from monha.lab.proc import (
@@ -118,22 +118,24 @@ class Faults:
     # --- MariaDB ----------------------------------------------------------------------------
 
     def kill_mysqld(self, node: str) -> int:
-        """SIGKILL the node's mariadbd; return its PID. Under mysqld_safe it comes back."""
+        """SIGKILL the node's server; return its PID. Under mysqld_safe it comes back."""
         _check_node(node)
-        pid = mariadb.mariadbd_pid(self.paths, node)
+        db = self.lab.db
+        pid = db.server_pid(self.paths, node)
         if pid is None:
-            raise FaultError(f"mariadbd on {node} is not running")
+            raise FaultError(f"{db.DAEMON} on {node} is not running")
         kill_now([pid])
         self._mark("kill-mysqld", node, True)
         return pid
 
     def start_mysqld(self, node: str, timeout: float = 60.0) -> int:
-        """Start the node's mariadbd again (same datadir and my.cnf); return its PID."""
+        """Start the node's server again (same datadir and my.cnf); return its PID."""
         _check_node(node)
         state = self.lab.state()
+        db = self.lab.db
         supervised = bool(state and state.mysqld_safe)
         sock = self.lab.socket(node)
-        pid = mariadb.mariadbd_pid(self.paths, node)
+        pid = db.server_pid(self.paths, node)
         if pid is None:
             supervisor_alive = (
                 supervised
@@ -141,7 +143,7 @@ class Faults:
                 and any(is_alive(r.pid, r.start) for r in state.procs_named("mysqld_safe", node))
             )
             if not supervisor_alive:
-                name = "mysqld_safe" if supervised else "mariadbd"
+                name = "mysqld_safe" if supervised else db.DAEMON
                 with self.lab.store.edit(self.lab.prefix) as st:
                     st.procs = [
                         r
@@ -149,22 +151,22 @@ class Faults:
                         if not (r.name == name and r.node == node) or is_alive(r.pid, r.start)
                     ]
                 spawned = self.lab.spawn_in(
-                    node, mariadb.server_argv(self.paths, node, supervised=supervised), name
+                    node, db.server_argv(self.paths, node, supervised=supervised), name
                 )
-                mariadb.wait_ready(sock, None if supervised else spawned, timeout)
+                db.wait_ready(sock, None if supervised else spawned, timeout)
             else:
-                mariadb.wait_ready(sock, None, timeout)
-            pid = mariadb.mariadbd_pid(self.paths, node)
+                db.wait_ready(sock, None, timeout)
+            pid = db.server_pid(self.paths, node)
         self._mark("kill-mysqld", node, False)
         if pid is None:
-            raise FaultError(f"mariadbd on {node} did not come back")
+            raise FaultError(f"{db.DAEMON} on {node} did not come back")
         return pid
 
     def too_many_connections(self, node: str, timeout: float = 15.0) -> str:
-        """Take every connection slot of the node's MariaDB (the mha user then gets 1040)."""
+        """Take every connection slot of the node's server (the mha user then gets 1040)."""
         _check_node(node)
         self.restore_connections(node)
-        old = mariadb.sql(self.lab.socket(node), "SELECT @@global.max_connections").strip()
+        old = self.lab.sql(node, "SELECT @@global.max_connections").strip()
         ready = self.paths.node(node).root / "conn-holder.ready"
         ready.unlink(missing_ok=True)
         self._mark("too-many-connections", f"{node}:{old}", True)
@@ -185,7 +187,6 @@ class Faults:
         state = self.lab.state()
         if state is None:
             return
-        sock = self.lab.socket(node)
         holders = [r.pid for r in state.procs_named(_HOLDER, node) if is_alive(r.pid, r.start)]
         # SIGTERM: the holder restores max_connections over a slot it still holds.
         signal_pids(holders, signal.SIGTERM)
@@ -196,8 +197,8 @@ class Faults:
             deadline = time.monotonic() + 10
             while True:
                 try:
-                    if mariadb.sql(sock, "SELECT @@global.max_connections").strip() != olds[0]:
-                        mariadb.sql(sock, f"SET GLOBAL max_connections = {int(olds[0])}")
+                    if self.lab.sql(node, "SELECT @@global.max_connections").strip() != olds[0]:
+                        self.lab.sql(node, f"SET GLOBAL max_connections = {int(olds[0])}")
                     break
                 except CommandError:
                     if time.monotonic() > deadline:
@@ -239,19 +240,20 @@ class Faults:
         return pids
 
     def freeze_mysqld(self, node: str) -> int:
-        """SIGSTOP the node's mariadbd alone (a hung mysqld: its host, sshd and everything else
+        """SIGSTOP the node's server alone (a hung mysqld: its host, sshd and everything else
         keep running; its port still completes TCP handshakes, but nothing answers); return
         its PID."""
         _check_node(node)
-        pid = mariadb.mariadbd_pid(self.paths, node)
+        db = self.lab.db
+        pid = db.server_pid(self.paths, node)
         if pid is None:
-            raise FaultError(f"mariadbd on {node} is not running")
+            raise FaultError(f"{db.DAEMON} on {node} is not running")
         signal_pids([pid], signal.SIGSTOP)
         self._mark("freeze-mysqld", f"{node}:{pid}", True)
         return pid
 
     def thaw_mysqld(self, node: str) -> list[int]:
-        """SIGCONT the mariadbd(s) freeze-mysqld stopped on the node (by the recorded PID, if it
+        """SIGCONT the server(s) freeze-mysqld stopped on the node (by the recorded PID, if it
         is still alive); return the PIDs continued."""
         _check_node(node)
         state = self.lab.state()
@@ -398,7 +400,7 @@ class Faults:
     # --- everything -------------------------------------------------------------------------
 
     def clear_all(self) -> None:
-        """Undo every network, freeze and connection fault. A killed mariadbd is NOT restarted
+        """Undo every network, freeze and connection fault. A killed server is NOT restarted
         (after a failover that would make a second writable primary): use start-mysqld."""
         self.heal_link()
         for node in NODES:

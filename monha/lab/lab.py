@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from monha.lab import config_writer, mariadb, netns, services, sshd
+from monha.lab import config_writer, netns, services, sshd
 from monha.lab.faults import Faults
 from monha.lab.names import (
     ADDRESSES,
@@ -41,6 +41,7 @@ from monha.lab.proc import (
     spawn,
     start_time,
 )
+from monha.lab.server import DEFAULT_SERVER, Server, for_name
 from monha.lab.state import LabState, StateStore
 from monha.lab.status import collect
 
@@ -94,12 +95,25 @@ class Lab:
             state.add_proc(pid, start_time(pid), name, node)
 
     def socket(self, node: str) -> Path:
-        """The node's MariaDB socket as a root-namespace path."""
+        """The node's MariaDB/MySQL socket as a root-namespace path."""
         return self.paths.socket(node)
 
+    @property
+    def server_name(self) -> str:
+        """The server the lab runs, "mariadb" or "mysql", as `up` recorded it (MariaDB when
+        there is no record)."""
+        state = self.state()
+        return state.server if state else DEFAULT_SERVER
+
+    @property
+    def db(self) -> Server:
+        """The module that speaks to this lab's server (monha.lab.mariadb or mysql_server)."""
+        return for_name(self.server_name)
+
     def sql(self, node: str, statement: str, *, timeout: float = 10.0) -> str:
-        """Run SQL on the node's MariaDB as its root (unix socket authentication)."""
-        return mariadb.sql(self.socket(node), statement, timeout=timeout)
+        """Run SQL on the node's server as its root over the socket (MariaDB: unix socket
+        authentication; MySQL: the chrooted mysql client, root with an empty password)."""
+        return self.db.sql(self.socket(node), statement, timeout=timeout)
 
     def node_config(self, node: str) -> Path:
         """The node's /etc/monha/monha.toml as a root-namespace path."""
@@ -137,6 +151,7 @@ class Lab:
         *,
         supervised: bool = False,
         semi_sync: bool = False,
+        server: str = DEFAULT_SERVER,
         replace: bool = False,
         keep_on_failure: bool = False,
         heartbeat_period_s: float | None = 1.0,
@@ -148,7 +163,11 @@ class Lab:
         None leaves it to the server's default (half of slave_net_timeout: 1.5 s on the lab,
         mariadb.SERVER_DEFAULT_HEARTBEAT_S). It holds until monha sets its own
         mysql.heartbeat_period_s: whenever it points a replica at a primary (rejoin,
-        switchover), and a daemon that cares for its standby's replica at once."""
+        switchover), and a daemon that cares for its standby's replica at once.
+
+        `server`: "mariadb" (the host's MariaDB) or "mysql" (Oracle MySQL from the cached
+        root filesystem, gtid_mode=ON); recorded, so later commands use the right client."""
+        db = for_name(server)
         t0 = time.monotonic()
         if self.is_up():
             if not replace:
@@ -159,7 +178,9 @@ class Lab:
             log(f"replacing lab {self.prefix!r}")
             self.down(log=log)
         try:
-            self._up(supervised, log, semi_sync=semi_sync, heartbeat_period_s=heartbeat_period_s)
+            self._up(
+                db, supervised, log, semi_sync=semi_sync, heartbeat_period_s=heartbeat_period_s
+            )
         except BaseException as exc:
             if keep_on_failure:
                 log(f"up failed ({exc}); left as is: `monha-lab down --prefix {self.prefix}`")
@@ -175,6 +196,7 @@ class Lab:
 
     def _up(
         self,
+        db: Server,
         supervised: bool,
         log: Log,
         *,
@@ -187,7 +209,8 @@ class Lab:
         with self.store.edit(self.prefix) as state:
             state.started_at = time.time()
             state.mysqld_safe = supervised
-        template, built = mariadb.ensure_template(log)
+            state.server = db.NAME
+        template, built = db.ensure_template(log)
         if built:
             log("template built and cached under /var/cache/monha-lab")
         netns.register_lab(p)
@@ -198,16 +221,16 @@ class Lab:
                 self._prepare_node_dirs(node)
                 netns.create_node_ns(p, state, node)
         for node in NODES:
-            mariadb.install_node(p, node, template, semi_sync=semi_sync)
+            db.install_node(p, node, template, semi_sync=semi_sync)
             services.write_files(p, node)
         sshd.make_identity(p)
-        config_writer.write(p)
+        config_writer.write(p, db.NAME)
 
         db_pids = {
             node: self.spawn_in(
                 node,
-                mariadb.server_argv(p, node, supervised=supervised),
-                "mysqld_safe" if supervised else "mariadbd",
+                db.server_argv(p, node, supervised=supervised),
+                "mysqld_safe" if supervised else db.DAEMON,
             )
             for node in NODES
         }
@@ -227,14 +250,14 @@ class Lab:
         for node in NODES:
             self._service(node, "apache", "start")
         for node in NODES:
-            mariadb.wait_ready(p.socket(node), None if supervised else db_pids[node])
-        mariadb.start_replication(p, "node2", "node1", heartbeat_period_s)
+            db.wait_ready(p.socket(node), None if supervised else db_pids[node])
+        db.start_replication(p, "node2", "node1", heartbeat_period_s)
         for name in ("zabbix-server", "getperf-agent"):
             self._service("node1", name, "start")
         for node in NODES:
             sshd.wait_listening(p, node, sshd_pids[node])
         sshd.wait_witness_listening(p, witness_pid)
-        mariadb.wait_replicating(p, "node2")
+        db.wait_replicating(p, "node2")
         try:
             arping.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -34,6 +34,12 @@ ZABBIX_SQL_DIR = Path("/usr/share/zabbix-server-mysql")
 ZABBIX_SQL_FILES = ("schema.sql.gz", "images.sql.gz", "data.sql.gz")
 MYSQL_USER = "mysql"
 
+NAME = "mariadb"
+DAEMON = "mariadbd"  # the name the lab records the unsupervised server under
+DISPLAY = "MariaDB"
+BINLOG_STATUS_SQL = "SHOW BINLOG STATUS"
+GTID_EXECUTED_SQL = "SELECT @@GLOBAL.gtid_binlog_pos"
+
 # Bump when the recipe changes in a way the hash below cannot see.
 TEMPLATE_RECIPE = "2"
 
@@ -282,6 +288,14 @@ def mariadbd_pid(paths: LabPaths, node: str) -> int | None:
     return pid if pid is not None and is_alive(pid) else None
 
 
+def server_pid(paths: LabPaths, node: str) -> int | None:
+    return mariadbd_pid(paths, node)
+
+
+def write_wrappers(paths: LabPaths, node: str) -> None:
+    """Nothing to wrap: MariaDB's programs are the host's own."""
+
+
 # MASTER_HEARTBEAT_PERIOD left out of CHANGE MASTER: the server's default applies, half its
 # slave_net_timeout (the lab's my.cnf sets 3 s: a heartbeat every 1.5 s).
 SERVER_DEFAULT_HEARTBEAT_S = 1.5
@@ -309,6 +323,26 @@ def start_replication(
 
 def replica_status(socket: Path, timeout: float = 3.0) -> dict[str, str]:
     return query_vertical(socket, "SHOW SLAVE STATUS", timeout=timeout)
+
+
+def replica_view(socket: Path, timeout: float = 3.0) -> dict[str, str]:
+    """The replica's state under server-neutral names (empty if it replicates from nobody)."""
+    rs = replica_status(socket, timeout)
+    if not rs:
+        return {}
+    return {
+        "source_host": rs.get("Master_Host", ""),
+        "io_running": rs.get("Slave_IO_Running", ""),
+        "sql_running": rs.get("Slave_SQL_Running", ""),
+        "seconds_behind": rs.get("Seconds_Behind_Master", "NULL"),
+        "last_io_error": rs.get("Last_IO_Error", ""),
+        "last_sql_error": rs.get("Last_SQL_Error", ""),
+        "last_sql_errno": rs.get("Last_SQL_Errno", ""),
+        "skip_counter": rs.get("Skip_Counter", ""),
+        "gtid_position": rs.get("Gtid_IO_Pos", ""),
+        "source_log_file": rs.get("Master_Log_File", ""),
+        "read_source_log_pos": rs.get("Read_Master_Log_Pos", ""),
+    }
 
 
 def wait_replicating(paths: LabPaths, replica: str, timeout: float = 30.0) -> dict[str, str]:

@@ -34,6 +34,7 @@ class LabState:
     started_at: float = 0.0
     up_seconds: float | None = None
     mysqld_safe: bool = False
+    server: str = "mariadb"  # which database server the nodes run: "mariadb" or "mysql"
     procs: list[ProcRecord] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)  # root-namespace mounts, in creation order
     netns: list[str] = field(default_factory=list)

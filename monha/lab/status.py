@@ -10,10 +10,11 @@ import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from monha.lab import mariadb, services, sshd
+from monha.lab import services, sshd
 from monha.lab.names import ADDRESSES, NODES, VIP, WS_PORT
 from monha.lab.netns import is_mountpoint
 from monha.lab.proc import CommandError, is_alive, proc_state, run
+from monha.lab.server import DEFAULT_SERVER, for_name
 
 if TYPE_CHECKING:
     from monha.lab.lab import Lab
@@ -37,23 +38,26 @@ def _mysql(lab: Lab, node: str) -> dict[str, Any]:
     if not sock.exists():
         out["error"] = "no socket"
         return out
+    db = lab.db
     try:
-        ro = mariadb.sql(sock, "SELECT @@read_only", timeout=PROBE_TIMEOUT_S).strip()
+        ro = db.sql(sock, "SELECT @@read_only", timeout=PROBE_TIMEOUT_S).strip()
         out["read_only"] = ro == "1"
-        rs = mariadb.replica_status(sock, timeout=PROBE_TIMEOUT_S)
+        out["version"] = db.sql(sock, "SELECT VERSION()", timeout=PROBE_TIMEOUT_S).strip()
+        rs = db.replica_view(sock, timeout=PROBE_TIMEOUT_S)
     except CommandError as exc:
         out["error"] = str(exc).splitlines()[-1][:200]
         return out
     if rs:
-        sbm = rs.get("Seconds_Behind_Master", "NULL")
+        sbm = rs["seconds_behind"]
         out["replica"] = {
-            "source_host": rs.get("Master_Host", ""),
-            "io_running": rs.get("Slave_IO_Running", ""),
-            "sql_running": rs.get("Slave_SQL_Running", ""),
+            "source_host": rs["source_host"],
+            "io_running": rs["io_running"],
+            "sql_running": rs["sql_running"],
             "seconds_behind": int(sbm) if sbm.isdigit() else None,
-            "last_io_error": rs.get("Last_IO_Error", ""),
-            "last_sql_error": rs.get("Last_SQL_Error", ""),
-            "gtid_io_pos": rs.get("Gtid_IO_Pos", ""),
+            "last_io_error": rs["last_io_error"],
+            "last_sql_error": rs["last_sql_error"],
+            # MariaDB's Gtid_IO_Pos, MySQL's Retrieved_Gtid_Set.
+            "gtid_io_pos": rs["gtid_position"],
         }
     return out
 
@@ -70,7 +74,8 @@ def _node(lab: Lab, node: str, pool: ThreadPoolExecutor) -> dict[str, Any]:
     if not present:
         return info
     state = lab.state()
-    pid = mariadb.mariadbd_pid(p, node)
+    # The keys keep MariaDB's name on either server (scripts read them); "server" says which.
+    pid = lab.db.server_pid(p, node)
     info["mariadbd_pid"] = pid
     info["mariadbd_alive"] = pid is not None
     info["mariadbd_state"] = proc_state(pid) if pid else None
@@ -84,6 +89,7 @@ def _node(lab: Lab, node: str, pool: ThreadPoolExecutor) -> dict[str, Any]:
     }
     mysql = futures["mysql"].result()
     info.update(read_only=mysql["read_only"], replica=mysql["replica"], mysql_error=mysql["error"])
+    info["server_version"] = mysql.get("version")
     info["services"] = {name: futures[name].result() for name in services.SERVICES}
     info["apache_answers"] = futures["http"].result() == node
     info["getperf_ws_answers"] = futures["ws"].result() is not None
@@ -99,6 +105,7 @@ def collect(lab: Lab) -> dict[str, Any]:
         "phase": state.phase if state else "absent",
         "up_seconds": state.up_seconds if state else None,
         "mysqld_safe": state.mysqld_safe if state else None,
+        "server": state.server if state else None,
         "faults": state.faults if state else {},
         "config": str(lab.config_copy),
     }
@@ -129,10 +136,12 @@ def _yn(value: Any) -> str:
 
 def render(status: dict[str, Any]) -> str:
     """A readable table of the status dict."""
+    db = for_name(status.get("server") or DEFAULT_SERVER)
     lines = [
         f"lab {status['prefix']!r}: {status['phase']}"
         + (f" (up took {status['up_seconds']} s)" if status.get("up_seconds") else "")
-        + (", mariadbd under mysqld_safe" if status.get("mysqld_safe") else "")
+        + (f", {db.DISPLAY}" if status.get("server") else "")
+        + (f", {db.DAEMON} under mysqld_safe" if status.get("mysqld_safe") else "")
     ]
     if "nodes" not in status:
         return "\n".join(lines)
@@ -146,11 +155,12 @@ def render(status: dict[str, Any]) -> str:
 
     row("namespaces", lambda n: n.get("namespaces"))
     row("link up", lambda n: n.get("link_up"))
-    row("mariadbd pid", lambda n: n.get("mariadbd_pid") or "-")
+    row(f"{db.DAEMON} pid", lambda n: n.get("mariadbd_pid") or "-")
     row(
-        "mariadbd alive",
+        f"{db.DAEMON} alive",
         lambda n: "frozen" if n.get("mariadbd_state") in ("T", "t") else n.get("mariadbd_alive"),
     )
+    row("version", lambda n: n.get("server_version") or "-")
     row("read_only", lambda n: n.get("read_only"))
     row("replica IO", lambda n: repl(n, "io_running"))
     row("replica SQL", lambda n: repl(n, "sql_running"))
