@@ -3,19 +3,26 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
 
+from monha.lab import mysql_rootfs
 from monha.lab.lab import Lab
+from monha.lab.names import NETNS_DIR
+from monha.lab.netns import mountpoints
 from tests.conftest import require, require_root_and_binaries
 
 BINARIES = (
     "ip", "nsenter", "unshare", "mariadbd", "mariadb-install-db", "mariadb", "sshd", "ssh",
     "ssh-keygen", "arping", "nft", "tc", "apache2", "zabbix_server", "curl", "ping",
 )  # fmt: skip
+# A MySQL lab needs no MariaDB program (its own are in the cached root filesystem).
+MYSQL_LAB_BINARIES = (*(b for b in BINARIES if not b.startswith("mariadb")), "chroot")
 
 # Connects, then waits for the server's first bytes: tells "refused" (nothing listens),
 # "greeting" (a live server), "no-greeting" (the kernel answered, the process did not) and
@@ -57,9 +64,23 @@ def new_prefix() -> str:
     return "t" + secrets.token_hex(3)[:5]
 
 
+def require_mysql_lab() -> None:
+    """A MySQL lab's prerequisites: its binaries and the MySQL root filesystem (cached, or
+    buildable with debootstrap: scripts/setup.sh builds it)."""
+    require_root_and_binaries(*MYSQL_LAB_BINARIES)
+    require(
+        mysql_rootfs.is_ready() or shutil.which("debootstrap") is not None,
+        f"needs the MySQL root filesystem {mysql_rootfs.rootfs_dir()} or debootstrap",
+    )
+
+
 def lab_for_module(**up_kwargs: object) -> Iterator[Lab]:
-    """Bring up one lab (unique prefix), yield it, always tear it down."""
-    require_root_and_binaries(*BINARIES)
+    """Bring up one lab (unique prefix), yield it, always tear it down. `server="mysql"`
+    brings up Oracle MySQL instead of MariaDB."""
+    if up_kwargs.get("server") == "mysql":
+        require_mysql_lab()
+    else:
+        require_root_and_binaries(*BINARIES)
     lab = Lab(new_prefix())
     try:
         lab.up(log=lambda _m: None, **up_kwargs)  # type: ignore[arg-type]
@@ -67,6 +88,17 @@ def lab_for_module(**up_kwargs: object) -> Iterator[Lab]:
     finally:
         problems = lab.down(log=lambda _m: None)
         assert not problems, problems
+
+
+def lab_traces(lab: Lab) -> dict[str, list[str]]:
+    """Everything of this lab that can be seen from the root namespace."""
+    p = lab.paths
+    netns = sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(f"{p.prefix}-")) if (
+        NETNS_DIR.exists()
+    ) else []  # fmt: skip
+    mounts = [m for m in mountpoints() if str(p.root) in m or str(p.run_dir) in m]
+    paths = [str(x) for x in (p.root, p.run_dir) if x.exists()]
+    return {"netns": netns, "mounts": mounts, "paths": paths}
 
 
 def ping(lab: Lab, source: str, target: str, *, count: int = 1, wait_s: float = 1.0) -> bool:

@@ -17,7 +17,7 @@ from monha.lab.names import NETNS_DIR, ROOT_MOUNTPOINTS, RUN_ROOT
 from monha.lab.netns import mountpoints
 from monha.lab.proc import is_alive
 from tests.conftest import require_root_and_binaries
-from tests.lab.support import BINARIES, eventually, mysql_probe, new_prefix
+from tests.lab.support import BINARIES, eventually, lab_traces, mysql_probe, new_prefix
 
 pytestmark = pytest.mark.lab
 
@@ -26,19 +26,8 @@ def _quiet(_message: str) -> None:
     pass
 
 
-def _traces(lab: Lab) -> dict[str, list[str]]:
-    """Everything of this lab that can be seen from the root namespace."""
-    p = lab.paths
-    netns = sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(f"{p.prefix}-")) if (
-        NETNS_DIR.exists()
-    ) else []  # fmt: skip
-    mounts = [m for m in mountpoints() if str(p.root) in m or str(p.run_dir) in m]
-    paths = [str(x) for x in (p.root, p.run_dir) if x.exists()]
-    return {"netns": netns, "mounts": mounts, "paths": paths}
-
-
 def _assert_gone(lab: Lab, pids: list[int], existed_before: set[str]) -> None:
-    assert _traces(lab) == {"netns": [], "mounts": [], "paths": []}
+    assert lab_traces(lab) == {"netns": [], "mounts": [], "paths": []}
     alive = [p for p in pids if is_alive(p)]
     assert alive == [], alive
     if not RUN_ROOT.exists():  # no other lab is up: machine-wide changes are undone too
@@ -58,7 +47,7 @@ def test_down_leaves_nothing_and_up_works_again() -> None:
             lab.up(log=_quiet)
             state = lab.state()
             assert state is not None
-            traces = _traces(lab)
+            traces = lab_traces(lab)
             assert len(traces["netns"]) == 4 and traces["mounts"] and traces["paths"]
             # A daemon started through the API, and one the lab does not know of.
             recorded = lab.spawn_in("node2", ["sleep", "1000"], "sleeper")
@@ -97,13 +86,13 @@ def test_down_undoes_a_failed_up(monkeypatch: pytest.MonkeyPatch) -> None:
         state = lab.state()
         assert state is not None and state.phase == "starting"
         pids = [r.pid for r in state.procs] + lab_pids(lab)
-        assert pids and _traces(lab)["netns"]
+        assert pids and lab_traces(lab)["netns"]
         assert lab.down(log=_quiet) == []
         _assert_gone(lab, pids, set(ROOT_MOUNTPOINTS))
         # Without keep_on_failure, up cleans up after itself.
         with pytest.raises(RuntimeError, match="injected"):
             lab.up(log=_quiet)
-        assert _traces(lab) == {"netns": [], "mounts": [], "paths": []}
+        assert lab_traces(lab) == {"netns": [], "mounts": [], "paths": []}
     finally:
         lab.down(log=_quiet)
 
