@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from monha import handles
-from monha.config import Config
+from monha.config import Config, fill_placeholders
+from monha.dialect import Flavor, tool_flavor
 from monha.journal import Journal, RecordError, read_flag
 from monha.model import ProbeStatus, ReplicaStatus, Step
 from monha.mysql import MySQLError, Server, probe_alive
+from monha.observe import REMOTE_TIMEOUT_EXIT, check_bound
 from monha.plan import build_failover_plan
 from monha.runners import CommandResult, LocalRunner, Runner, RunnerError, as_root, unprivileged
+from monha.server_options import refused_options
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -67,6 +70,12 @@ class NodeFacts:
     # Privileged commands that the node's privilege prefix does not let through (empty: all
     # passed, or no prefix is configured for it).
     privilege_problems: list[str] = field(default_factory=list)
+    flavor: str = ""  # "mariadb" or "mysql", from the server's own version
+    version: str = ""
+    # The commands monha runs on this node (the SSH-side MySQL check, the binlog tools) that do
+    # not work there, and my.cnf options its server version refuses: one sentence each.
+    tool_problems: list[str] = field(default_factory=list)
+    tool_notes: list[str] = field(default_factory=list)
 
     @property
     def replicates(self) -> bool | None:
@@ -153,6 +162,8 @@ async def _mysql_facts(cfg: Config, facts: NodeFacts, server: Server, t: float) 
     try:
         async with asyncio.timeout(t):
             values = await server.global_variables(["server_id", "log_bin", "read_only"], t)
+            d = await server.dialect(t)
+            facts.flavor, facts.version = d.flavor.value, d.version_string
             facts.server_id = int(values["server_id"])
             facts.log_bin = str(values["log_bin"]) in ("1", "ON")
             facts.read_only = str(values["read_only"]) in ("1", "ON")
@@ -171,6 +182,66 @@ async def _mysql_facts(cfg: Config, facts: NodeFacts, server: Server, t: float) 
         for group in NEEDED_PRIVILEGES:
             if not any(p in grants for p in group):
                 facts.missing_privileges.append(group[0])
+
+
+async def _tools(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> None:
+    """Run, harmlessly, what monha itself runs on the node: each must work there."""
+    n = facts.name
+
+    async def ask(argv: list[str]) -> CommandResult | None:
+        try:
+            return await runner.run(argv, t)
+        except RunnerError:
+            return None  # the node cannot be asked: SSH's own problem says so
+
+    # The SSH-side check tells a network fault from a dead MySQL; one that cannot succeed
+    # (a missing mysqladmin on MariaDB 11, a client refusing the server's certificate) makes
+    # a healthy server look dead and protects nothing, without a word, so it is run here.
+    check = fill_placeholders(cfg.probe.ssh_mysql_check, mysql_port=cfg.node(n).mysql_port)
+    # Bounded by this survey's time, not the probe's: whether it works at all is the question.
+    bound = max(check_bound(cfg.probe.ssh_timeout_s), t * 0.6)
+    res = await ask(["timeout", "-k", "0.2", f"{bound:.2f}", *check])
+    if res is not None and facts.mysql_ok and not res.ok:
+        if res.exit_status == REMOTE_TIMEOUT_EXIT:
+            facts.tool_notes.append(f"{n}: probe.ssh_mysql_check took over {bound:.1f} s there")
+        else:
+            facts.tool_problems.append(
+                f"{n}: probe.ssh_mysql_check fails there although its MySQL answers "
+                f"({res.summary()}): it cannot tell a network fault from a dead MySQL"
+            )
+    flavor = Flavor(facts.flavor) if facts.flavor else None
+    if cfg.salvage.binlog_index:
+        tools = [("salvage.binlog_tool", cfg.salvage.binlog_tool)]
+        tools.append(("salvage.apply_command", cfg.salvage.apply_command[0]))
+        for key, path in tools:
+            res = await ask([path, "--version"])
+            if res is None:
+                continue
+            said = res.stdout.decode(errors="replace")
+            if not res.ok:
+                facts.tool_problems.append(f"{n}: {key} {path} does not run: {res.summary()}")
+            elif flavor is not None and tool_flavor(said) not in (None, flavor):
+                facts.tool_problems.append(
+                    f"{n}: {key} {path} is not {flavor.value}'s tool "
+                    f"({said.strip()[:80]!r}) but the server is {facts.version}"
+                )
+    if flavor is Flavor.MYSQL:
+        res = await ask(list(cfg.mysql.defaults_command))
+        if res is None or not res.ok:
+            facts.tool_notes.append(
+                f"{n}: cannot read my.cnf with mysql.defaults_command "
+                f"({'no answer' if res is None else res.summary()})"
+            )
+        else:
+            lines = res.stdout.decode(errors="replace").splitlines()
+            facts.tool_problems += [f"{n}: {r.sentence()}" for r in refused_options(lines)]
+
+
+async def _mysql_then_tools(
+    cfg: Config, facts: NodeFacts, server: Server, runner: Runner, t: float
+) -> None:
+    await _mysql_facts(cfg, facts, server, t)
+    await _tools(cfg, facts, runner, t)
 
 
 async def _commands(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> None:
@@ -286,7 +357,9 @@ async def survey(
     nodes = {n.name: NodeFacts(n.name, n.address, local=n.name == me) for n in cfg.nodes}
     jobs = []
     for name, facts in nodes.items():
-        jobs.append(_mysql_facts(cfg, facts, handles.mysql[name], timeout_s))
+        jobs.append(
+            _mysql_then_tools(cfg, facts, handles.mysql[name], handles.runners[name], timeout_s)
+        )
         jobs.append(_commands(cfg, facts, handles.runners[name], timeout_s))
         jobs.append(_replication_login(cfg, facts, timeout_s))
     back = _ssh_back(cfg, me, handles.runners[peer], timeout_s)
@@ -366,6 +439,7 @@ def problems(cfg: Config, s: Survey) -> list[str]:
                 out.append(f"{svc.name} runs on {where}; it must run on {primary} only")
     for n in s.nodes.values():
         out += n.privilege_problems
+        out += n.tool_problems
         if n.holds_vip is None and n.vip_detail:
             out.append(f"{n.name}: cannot tell whether it holds the VIP: {n.vip_detail}")
     if s.flag_error:
@@ -405,6 +479,7 @@ def notes(cfg: Config, s: Survey) -> list[str]:
             f"blocked until `monha-ctl resume`"
         )
     for n in s.nodes.values():
+        out += n.tool_notes
         st = n.replica
         if st is not None and st.configured and st.seconds_behind:
             out.append(f"{n.name}: replication lag {st.seconds_behind} s")

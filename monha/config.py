@@ -127,6 +127,14 @@ def _check_argv(value: tuple[str, ...]) -> tuple[str, ...]:
     return value
 
 
+DEFAULT_CHECK_SCRIPT = (
+    "p=/usr/bin/mysqladmin; tls=; "
+    "if [ -x /usr/bin/mariadb-admin ]; then p=/usr/bin/mariadb-admin; tls=--skip-ssl; fi; "
+    'exec "$p" --no-defaults $tls --connect-timeout=1 --protocol=tcp --host=127.0.0.1 '
+    '--port="$1" ping'
+)
+
+
 def fill_placeholders(argv: tuple[str, ...], *, mysql_port: int) -> tuple[str, ...]:
     """The check's argv for one node: each placeholder replaced inside its argument."""
     return tuple(arg.replace("{mysql_port}", str(mysql_port)) for arg in argv)
@@ -208,6 +216,9 @@ class Mysql(Base):
     # Stops the MySQL service for good on a node whose MySQL cannot take read_only (it is down
     # and its supervisor might bring it back writable). Optional.
     stop_command: Argv | None = None
+    # Prints the options mysqld reads from the node's my.cnf (every included file merged), for
+    # `monha-ctl check` to flag options a newer MySQL refuses to start with. MySQL nodes only.
+    defaults_command: Argv = ("/usr/bin/my_print_defaults", "mysqld", "server")
     # mysqld's pid file on each node (its pid_file setting). When set, a fence whose read_only
     # and stop command both failed kills that pid with SIGKILL over SSH (the only signal a
     # SIGSTOPped mysqld obeys at once), checking first that the pid is a mysqld. Optional.
@@ -265,14 +276,15 @@ class Probe(Base):
     # is denied, so it needs no credentials. "{mysql_port}" is replaced by the node's
     # mysql_port in each argument (no shell); monha bounds the check remotely with `timeout`,
     # so a hung mysqld reads as "SSH works, MySQL hangs", not as an SSH timeout.
+    # The default takes MariaDB's mariadb-admin where it exists (MariaDB 11 packages may lack
+    # the mysqladmin link), without TLS (an 11.4 client refuses an unverified certificate,
+    # which would make a live server look dead), else mysqladmin (Oracle's, or old MariaDB's).
     ssh_mysql_check: Annotated[Argv, AfterValidator(_check_argv)] = (
-        "/usr/bin/mysqladmin",
-        "--no-defaults",
-        "--connect-timeout=1",
-        "--protocol=tcp",
-        "--host=127.0.0.1",
-        "--port={mysql_port}",
-        "ping",
+        "/bin/sh",
+        "-c",
+        DEFAULT_CHECK_SCRIPT,
+        "monha-mysql-check",
+        "{mysql_port}",
     )
 
 

@@ -205,6 +205,7 @@ class Daemon:
         self._signals = 0
         # The last failing state of each probe that was logged: log changes, not repeats.
         self._probe_logged: dict[str, str] = {}
+        self._check_broken = False  # the SSH-side MySQL check was last seen unusable
         # Held by each tick and by each operator command (switchover, rejoin, ...): a command
         # never runs while a tick decides, nor a tick while a command changes the topology.
         self.busy = asyncio.Lock()
@@ -625,6 +626,30 @@ class Daemon:
         m.flag_present.set(1 if obs.flag_present else 0)
         for probe in (obs.primary_mysql, obs.primary_icmp, obs.primary_ssh, obs.replica_view.probe):
             self._log_probe(probe)
+        self._log_local_check(obs)
+
+    def _log_local_check(self, obs: Observation) -> None:
+        """Say it loudly, once, when the SSH-side MySQL check cannot work: not installed (126,
+        127: MariaDB 11 no longer ships mysqladmin), or failing while the primary's MySQL
+        answers this node directly. Either way it no longer stops a false failover."""
+        local = obs.primary_local_mysql
+        if local is None or not obs.primary_ssh.answered:
+            return
+        broken = (local.status is ProbeStatus.SKIPPED and bool(local.detail)) or (
+            local.status is ProbeStatus.FAILED and obs.primary_mysql.answered
+        )
+        if broken and not self._check_broken:
+            self.log.error(
+                "ssh_mysql_check_broken",
+                target=local.target,
+                detail=local.detail,
+                command=list(self.cfg.probe.ssh_mysql_check),
+                hint="fix probe.ssh_mysql_check (monha-ctl check runs it on both nodes)",
+            )
+        elif local.status is ProbeStatus.OK and self._check_broken:
+            self.log.info("ssh_mysql_check_recovered", target=local.target)
+        if broken or local.status is ProbeStatus.OK:
+            self._check_broken = broken
 
     def _log_probe(self, probe: ProbeResult) -> None:
         """Log a probe's failure when it starts or changes, and its recovery: a peer dead for

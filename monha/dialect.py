@@ -306,6 +306,24 @@ def _check_heartbeat(period_s: float) -> None:
         raise ValueError(f"heartbeat_period_s out of range 0..4294967 (got {period_s})")
 
 
+_TOOL_VER3 = re.compile(r"\bVer (\d+)\.(\d+)\.(\d+)")
+_TOOL_VER2 = re.compile(r"\bVer \d+\.\d+ ")
+
+
+def tool_flavor(version_output: str) -> Flavor | None:
+    """Whose client tool printed this `--version` line: MariaDB's tools name MariaDB or, like
+    mariadb-binlog 10.11 ("Ver 3.5 for ..."), carry a two-part version of their own; Oracle's
+    print the server's three-part version ("Ver 9.7.4-2 for Linux"). None: cannot tell."""
+    if "mariadb" in version_output.lower():
+        return Flavor.MARIADB
+    m = _TOOL_VER3.search(version_output)
+    if m is not None and int(m.group(1)) in (5, 8, 9):
+        return Flavor.MYSQL
+    if _TOOL_VER2.search(version_output):
+        return Flavor.MARIADB
+    return None
+
+
 def detect(version: str, version_comment: str = "") -> Dialect:
     """Build the Dialect from `SELECT VERSION()` and `@@version_comment`.
 

@@ -50,3 +50,45 @@ async def test_defect9_the_check_asks_the_nodes_own_port(tmp_path: Path) -> None
     w = with_check(tmp_path, "bash", "-c", script, "--port={mysql_port}", port=3306)
     _, local = await w._ssh(1.0)
     assert local.status is ProbeStatus.FAILED, local.detail
+
+
+async def test_a_missing_check_program_is_said_loudly_once(tmp_path: Path) -> None:
+    """Regression (issue 13): MariaDB 11 no longer installs mysqladmin; the check then exits 127
+    on every tick, which is no evidence either way, and the protection it gives against a false
+    failover was gone without a word. The daemon now logs an error once, and its recovery."""
+    from types import SimpleNamespace
+
+    from monha.daemon import Daemon
+    from monha.model import Observation, ProbeResult, ReplicaView
+
+    w = with_check(tmp_path, "/usr/bin/no-such-mysqladmin", "ping")
+    ssh, local = await w._ssh(1.0)
+    assert ssh.status is ProbeStatus.OK and local.status is ProbeStatus.SKIPPED
+    assert "127" in local.detail, local.detail
+
+    said: list[tuple[str, str]] = []
+    log = SimpleNamespace(
+        error=lambda event, **kw: said.append(("error", event)),
+        info=lambda event, **kw: said.append(("info", event)),
+    )
+    me = SimpleNamespace(log=log, cfg=w.cfg, _check_broken=False)
+    down = ProbeResult("mysql", "node1", ProbeStatus.TIMEOUT, 1.0)
+
+    def obs(local_probe: ProbeResult) -> Observation:
+        return Observation(
+            at=0.0,
+            primary="node1",
+            replica="node2",
+            primary_mysql=down,
+            primary_icmp=down,
+            primary_ssh=ssh,
+            replica_view=ReplicaView(down),
+            primary_local_mysql=local_probe,
+        )
+
+    for _ in range(3):
+        Daemon._log_local_check(me, obs(local))  # type: ignore[arg-type]
+    assert said == [("error", "ssh_mysql_check_broken")]
+    _, ok = await with_check(tmp_path, "true")._ssh(1.0)
+    Daemon._log_local_check(me, obs(ok))  # type: ignore[arg-type]
+    assert said[-1] == ("info", "ssh_mysql_check_recovered")
