@@ -1,6 +1,7 @@
 """monha vs MHA 0.58, side by side on the namespace lab: `python -m bench.compare`.
 
-For each run and scenario, MHA then monha (A B A B ...), each on a freshly built lab: start
+For each run and scenario, MHA then monha (A B A B ...), each on a freshly built lab of each
+server asked for (`--servers mariadb,mysql`: the same scenario on MariaDB and on MySQL): start
 the system on node2, start the 200 rows/s write load through the VIP, watch the manager
 process for a monitoring window (RSS, CPU), inject the fault, watch until the system has
 failed over and writes land on node2 again (or, where no failover is expected, for the
@@ -36,6 +37,8 @@ from monha.lab.load import lost_rows
 from monha.lab.names import LAB_ROOT
 
 SYSTEMS = ("mha", "monha")
+SERVERS = ("mariadb", "mysql")
+SERVER_NAMES = {"mariadb": "MariaDB", "mysql": "MySQL"}
 LOGS = Path("/tmp/monha-bench-logs")
 FAILOVER_TIMEOUT_S = 90.0  # MHA needs ~30 s for a dead host; leave it room
 START_TIMEOUT_S = 120.0  # generous: the machine may be shared with other labs
@@ -143,6 +146,7 @@ class RunResult:
     system: str
     run: int
     started: str
+    server: str = "mariadb"  # older result files have no such field: they ran on MariaDB
     detect_s: float | None = None
     writes_back_s: float | None = None
     outage_s: float | None = None
@@ -162,7 +166,8 @@ class RunResult:
             return "—" if v is None else f"{v:.2f}"
 
         text = (
-            f"{self.scenario:9} {self.system:5} run {self.run}: detect {f(self.detect_s)} s, "
+            f"{self.scenario:9} {self.system:5} {self.server:7} run {self.run}: "
+            f"detect {f(self.detect_s)} s, "
             f"writes back {f(self.writes_back_s)} s (outage {f(self.outage_s)}), "
             f"lost {self.lost}/{self.acked}, failed over {self.failed_over}, "
             f"RSS {f(self.rss_mb)} MB, CPU {f(self.cpu_pct)} %"
@@ -196,14 +201,22 @@ def watch(lab: Lab, system: System, load: Load, sc: Scenario, fault_at: float) -
         time.sleep(0.1)
 
 
-def one_run(sc: Scenario, system_name: str, run: int, prefix: str, window_s: float) -> RunResult:
-    result = RunResult(sc.name, system_name, run, datetime.now().isoformat(timespec="seconds"))
-    name = f"{prefix}-{sc.name}-{system_name}-{run}"
+def one_run(
+    sc: Scenario,
+    system_name: str,
+    run: int,
+    prefix: str,
+    window_s: float,
+    server: str = "mariadb",
+) -> RunResult:
+    started = datetime.now().isoformat(timespec="seconds")
+    result = RunResult(sc.name, system_name, run, started, server)
+    name = f"{prefix}-{sc.name}-{system_name}-{server}-{run}"
     lab = Lab(prefix)
     system: System | None = None
     load: Load | None = None
     try:
-        lab.up(replace=True, log=lambda _m: None)
+        lab.up(replace=True, server=server, log=lambda _m: None)
         system = start_system(system_name, lab)
         load = Load.start(lab, rate=200)
         usage: ProcUsage = sample_proc(system.pid, window_s)
@@ -265,49 +278,64 @@ def one_run(sc: Scenario, system_name: str, run: int, prefix: str, window_s: flo
 
 
 def tables(results: Sequence[RunResult]) -> str:
-    """The summary as Markdown: per scenario and figure, median (min–max) and monha/MHA."""
-    out = [
-        "| scenario | figure | MHA 0.58 | monha | monha/MHA |",
-        "|---|---|---|---|---|",
-    ]
+    """The summary as Markdown: per scenario and figure, median (min–max) for each system on
+    each server, and monha/MHA on each server where both ran."""
+    cols = [(sy, sv) for sv in SERVERS for sy in SYSTEMS if _of(results, sy, sv)]
+    servers = [sv for sv in SERVERS if any(c[1] == sv for c in cols)]
+    pairs = [sv for sv in servers if ("mha", sv) in cols and ("monha", sv) in cols]
+    one = len(servers) == 1
+
+    def head(sy: str, sv: str) -> str:
+        name = "MHA 0.58" if sy == "mha" else "monha"
+        return name if one else f"{name} · {SERVER_NAMES[sv]}"
+
+    ratio_heads = ["monha/MHA" if one else f"monha/MHA · {SERVER_NAMES[sv]}" for sv in pairs]
+    heads = [head(*c) for c in cols] + ratio_heads
+    out = ["| scenario | figure | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]
     names = [s.name for s in SCENARIOS if any(r.scenario == s.name for r in results)]
     for sc_name in names:
         sc = BY_NAME[sc_name]
-        by = {s: [r for r in results if r.scenario == sc_name and r.system == s] for s in SYSTEMS}
+        mine = [r for r in results if r.scenario == sc_name]
         figures: list[tuple[str, str, str, str]] = [
             ("detection (s)", "detect_s", "{:.1f}", "no decision"),
             ("writes back (s)", "writes_back_s", "{:.1f}", "never"),
             ("rows lost", "lost", "{:.0f}", "not counted"),
         ]
         for label, key, fmt, none in figures:
-            mha = summarize(getattr(r, key) for r in by["mha"] if not r.error)
-            mon = summarize(getattr(r, key) for r in by["monha"] if not r.error)
-            out.append(
-                f"| {sc_name} | {label} | {mha.cell(fmt, none)} | {mon.cell(fmt, none)} "
-                f"| {ratio(mon, mha)} |"
-            )
+            cell = {
+                c: summarize(getattr(r, key) for r in _of(mine, *c) if not r.error) for c in cols
+            }
+            cells = [cell[c].cell(fmt, none) for c in cols]
+            cells += [ratio(cell[("monha", sv)], cell[("mha", sv)]) for sv in pairs]
+            out.append(f"| {sc_name} | {label} | " + " | ".join(cells) + " |")
         label = "failovers" if sc.expect_failover else "false failovers"
-        cells = []
-        for s in SYSTEMS:
-            ok = [r for r in by[s] if not r.error]
-            errors = len(by[s]) - len(ok)
-            cell = f"{sum(bool(r.failed_over) for r in ok)}/{len(ok)}"
-            cells.append(cell + (f" ({errors} errored)" if errors else ""))
-        out.append(f"| {sc_name} | {label} | {cells[0]} | {cells[1]} | |")
+        counts = []
+        for c in cols:
+            runs = _of(mine, *c)
+            ok = [r for r in runs if not r.error]
+            errors = len(runs) - len(ok)
+            text = f"{sum(bool(r.failed_over) for r in ok)}/{len(ok)}"
+            counts.append(text + (f" ({errors} errored)" if errors else ""))
+        out.append(f"| {sc_name} | {label} | " + " | ".join(counts + [""] * len(pairs)) + " |")
     out += [
         "",
-        "| while monitoring (all runs) | MHA 0.58 | monha | monha/MHA |",
-        "|---|---|---|---|",
+        "| while monitoring (all runs) | " + " | ".join(heads) + " |",
+        "|---|" + "---|" * len(heads),
     ]
     for label, key, fmt in (
         ("manager RSS, mean (MB)", "rss_mb", "{:.1f}"),
         ("manager RSS, max (MB)", "rss_max_mb", "{:.1f}"),
         ("manager CPU (% of one core)", "cpu_pct", "{:.2f}"),
     ):
-        mha = summarize(getattr(r, key) for r in results if r.system == "mha")
-        mon = summarize(getattr(r, key) for r in results if r.system == "monha")
-        out.append(f"| {label} | {mha.cell(fmt)} | {mon.cell(fmt)} | {ratio(mon, mha)} |")
+        cell = {c: summarize(getattr(r, key) for r in _of(results, *c)) for c in cols}
+        cells = [cell[c].cell(fmt) for c in cols]
+        cells += [ratio(cell[("monha", sv)], cell[("mha", sv)]) for sv in pairs]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def _of(results: Sequence[RunResult], system: str, server: str) -> list[RunResult]:
+    return [r for r in results if r.system == system and r.server == server]
 
 
 def machine() -> str:
@@ -332,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated, or all: {','.join(s.name for s in SCENARIOS)}",
     )
     p.add_argument("--systems", default="mha,monha", help="which systems, in run order")
+    p.add_argument(
+        "--servers", default="mariadb", help="comma-separated: mariadb, mysql (in run order)"
+    )
     p.add_argument("--window", type=float, default=10.0, help="monitoring window (s)")
     p.add_argument("--out", type=Path, default=None, help="results file (JSON lines)")
     p.add_argument("--from", dest="from_", type=Path, default=None, help="only print tables")
@@ -343,8 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench.compare: run as root (the lab needs namespaces)", file=sys.stderr)
         return 1
     names = [s.name for s in SCENARIOS] if args.scenarios == "all" else args.scenarios.split(",")
-    systems = args.systems.split(",")
+    systems, servers = args.systems.split(","), args.servers.split(",")
     unknown = [n for n in names if n not in BY_NAME] + [s for s in systems if s not in SYSTEMS]
+    unknown += [s for s in servers if s not in SERVERS]
     if unknown:
         p.error(f"unknown scenarios or systems: {unknown}")
     LOGS.mkdir(exist_ok=True)
@@ -356,12 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     for run in range(1, args.runs + 1):
         for sc_name in names:
-            for system in systems:  # A B, A B, ...: the same lab recipe, back to back
-                r = one_run(BY_NAME[sc_name], system, run, prefix, args.window)
-                results.append(r)
-                with out.open("a") as f:
-                    f.write(json.dumps(asdict(r)) + "\n")
-                print(r.line(), flush=True)
+            for server in servers:
+                for system in systems:  # A B, A B, ...: the same lab recipe, back to back
+                    r = one_run(BY_NAME[sc_name], system, run, prefix, args.window, server)
+                    results.append(r)
+                    with out.open("a") as f:
+                        f.write(json.dumps(asdict(r)) + "\n")
+                    print(r.line(), flush=True)
     print(f"\n{len(results)} runs in {(time.monotonic() - t0) / 60:.1f} min\n")
     print(tables(results))
     return 0 if all(r.error is None for r in results) else 1

@@ -1,8 +1,9 @@
 """monha's own failover figures on the lab: detection time, time until writes through the VIP
 succeed again, and acknowledged rows lost, for kill -9 of the primary's mysqld and for the
-primary's host dying. Each run gets a fresh lab; a write load of 200 rows/s runs throughout.
+primary's host dying. Each run gets a fresh lab (MariaDB, or MySQL with --server mysql), with
+monha on both nodes as deployed; a write load of 200 rows/s runs throughout.
 
-    .venv/bin/python bench/failover.py --runs 5
+    .venv/bin/python bench/failover.py --runs 5 [--server mysql]
 
 Prints one line per run, then median / min / max per scenario. Run as root.
 """
@@ -36,10 +37,12 @@ def _faults(lab: Lab) -> dict[str, Callable[[], object]]:
     }
 
 
-def one_run(scenario: str, prefix: str) -> Run:
+def one_run(scenario: str, prefix: str, server: str = "mariadb") -> Run:
     lab = Lab(prefix)
-    lab.up(log=lambda _m: None)
+    lab.up(server=server, log=lambda _m: None)
+    peer: Monha | None = None
     try:
+        peer = Monha.start(lab, "node1")  # the primary's own daemon, as on a real pair
         monha = Monha.start(lab, "node2")
         wait_for("healthy", lambda: monha.status()["state"] == "healthy", 15)
         load = Load.start(lab, rate=200)
@@ -53,6 +56,8 @@ def one_run(scenario: str, prefix: str) -> Run:
         monha.stop()
         return Run(scenario, decided - fault_at, back - fault_at, len(report.lost), report.acked)
     finally:
+        if peer is not None:
+            peer.stop()
         lab.down(log=lambda _m: None)
 
 
@@ -76,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scenarios", default="kill9,host-death", help="comma-separated: kill9, host-death"
     )
     p.add_argument("--prefix", default="bf", help="lab prefix (default bf)")
+    p.add_argument("--server", default="mariadb", choices=("mariadb", "mysql"))
     args = p.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(scenarios) - {"kill9", "host-death"}
@@ -86,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("{:<11} {:>3} {:>9} {:>14} {:>5} {:>6}".format(*header))
     for n in range(args.runs):
         for scenario in scenarios:  # alternate, so drift hits both alike
-            r = one_run(scenario, args.prefix)
+            r = one_run(scenario, args.prefix, args.server)
             runs.append(r)
             print(
                 f"{scenario:<11} {n + 1:>3} {r.detection_s:9.2f} {r.writes_back_s:14.2f} "
