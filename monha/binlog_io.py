@@ -91,9 +91,10 @@ async def _run_tool(
             f"the binlog tool's output exceeded max_output_mib ({_mib(max_bytes)} MiB); "
             "it was stopped there and nothing was applied"
         )
-    if not res.ok and not (truncated_tail(res.stderr) and res.stdout):
-        raise SalvageError(f"the binlog tool failed: {res.summary()}")
     dump = parse_dump(res.stdout)
+    if not res.ok and not (truncated_tail(res.stderr) and res.stdout):
+        check_start(dump, start, res.stderr)  # the likelier reason, said precisely
+        raise SalvageError(f"the binlog tool failed: {res.summary()}")
     check_start(dump, start, res.stderr)
     return dump, res
 

@@ -20,7 +20,11 @@ Safety argument for what is applied:
   without a gap; otherwise the range started in the wrong place and nothing is applied.
 - MariaDB's tool prints a transaction's server_id and domain only when they change; since some
   transactions are dropped, each kept one gets its own `SET server_id/gtid_domain_id`, so the
-  replayed events keep the old primary's GTIDs exactly.
+  replayed events keep the old primary's GTIDs exactly. MySQL's tool sets GTID_NEXT for each;
+  the script sets it back to AUTOMATIC wherever MySQL would otherwise refuse the next statement.
+- A transaction is judged by each event's last statement, not its first line: mysqlbinlog
+  prints the session (SET TIMESTAMP, sql_mode, ...) before BEGIN, and in place of rows it could
+  not read whole it prints its own ROLLBACK, which makes the transaction incomplete.
 """
 
 from __future__ import annotations
@@ -37,9 +41,24 @@ _HEADER = re.compile(
 )
 _MARIA_GTID = re.compile(rb"\bGTID (\d+)-(\d+)-(\d+)\b(.*)$")
 _MYSQL_GTID_NEXT = re.compile(rb"^SET @@SESSION\.GTID_NEXT\s*=\s*'([^']*)'", re.IGNORECASE)
-_END_SQL = re.compile(rb"^(COMMIT|ROLLBACK)\s*/\*!\*/;\s*$")
-_BEGIN_SQL = re.compile(rb"^(BEGIN|START TRANSACTION)\s*$")
+# mysqlbinlog resets GTID_NEXT after a rotate and at the end; the script says it itself where
+# it is needed, so these lines are not kept with whichever event they happen to follow.
+_GTID_NEXT_AUTOMATIC = re.compile(rb"^SET @@SESSION\.GTID_NEXT\s*=\s*'AUTOMATIC'", re.IGNORECASE)
+_AUTOMATIC_LINE = b"SET @@SESSION.GTID_NEXT= 'AUTOMATIC' /* added by monha */ /*!*/;"
+# Every statement the tools print ends with this delimiter (set by "DELIMITER /*!*/;").
+_STATEMENT_END = b"/*!*/;"
+_BEGINS = (b"BEGIN", b"START TRANSACTION")
+_ENDS = (b"COMMIT", b"ROLLBACK")
+# What mysqlbinlog prints in place of a transaction's rows cut off at the end of the file.
+_CUT_BY_TOOL = b"ROLLBACK /* added by mysqlbinlog */"
 _FDE = b"Start: binlog v 4"
+# Events that carry data and so belong inside a transaction (a GTID's group). One outside any
+# means the output was not understood (an XA transaction, a layout this parser does not
+# know): nothing is applied rather than a transaction without its rows.
+_DATA_EVENT = re.compile(
+    rb"^(Query|Table_map|\w*_rows|Xid|XA PREPARE|Intvar|Rand|User_var|\w*load_query)\b",
+    re.IGNORECASE,
+)
 _DELIMITER_END = b"DELIMITER ;"
 
 
@@ -152,6 +171,7 @@ def _merge_intervals(items: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int
 
 _MARIA_POS_ITEM = re.compile(r"^(\d+)-(\d+)-(\d+)$")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TAG = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")  # MySQL 8.3+ GTID tags
 
 
 def parse_gtid_state(*texts: str) -> GtidState:
@@ -174,14 +194,16 @@ def parse_gtid_state(*texts: str) -> GtidState:
             uuid, _, ranges = item.partition(":")
             if not _UUID.match(uuid) or not ranges:
                 raise SalvageError(f"not a GTID position or set: {item!r}")
+            domain = _domain(uuid, "")
             for part in ranges.split(":"):
+                if _TAG.match(part):  # "uuid:1-5:tag:1-3": the intervals after it are tagged
+                    domain = _domain(uuid, part)
+                    continue
                 lo, _, hi = part.partition("-")
                 if not lo.isdigit() or (hi and not hi.isdigit()):
                     raise SalvageError(f"not a GTID interval: {item!r}")
                 iv = dict(state.intervals)
-                iv[uuid.lower()] = _merge_intervals(
-                    (*iv.get(uuid.lower(), ()), (int(lo), int(hi or lo)))
-                )
+                iv[domain] = _merge_intervals((*iv.get(domain, ()), (int(lo), int(hi or lo))))
                 state = GtidState(state.last, iv)
     return state
 
@@ -206,6 +228,23 @@ class Event:
 
     def sql_lines(self) -> list[bytes]:
         return [ln for ln in self.lines if not ln.startswith(b"#")]
+
+    def last_statement(self) -> bytes:
+        """The event's last SQL statement, without its delimiter ("" when it has none).
+
+        The statement is what the event does; what comes before it are session settings the
+        tools print first (mysqlbinlog: SET TIMESTAMP, pseudo_thread_id, sql_mode, ... and
+        then BEGIN), so only the last one says whether a transaction begins or ends here.
+        """
+        statements: list[bytes] = []
+        pending: list[bytes] = []
+        for line in self.sql_lines():
+            pending.append(line)
+            if line.rstrip().endswith(_STATEMENT_END):
+                text = b"\n".join(pending).rstrip()
+                statements.append(text[: -len(_STATEMENT_END)].strip())
+                pending = []
+        return statements[-1] if statements else b""
 
 
 @dataclass(slots=True)
@@ -289,6 +328,8 @@ def _split_events(lines: list[bytes]) -> tuple[list[bytes], list[Event], list[by
             events.append(
                 Event(prev.file_index, prev.end, int(m_h.group(2)), prev.server_id, kind, [line])
             )
+        elif _GTID_NEXT_AUTOMATIC.match(line):
+            pass  # said again by script_for where a script needs it
         elif events:
             events[-1].lines.append(line)
         else:
@@ -303,22 +344,38 @@ def _gtid_of(event: Event) -> tuple[Gtid | None, bool, str] | None:
     if m:
         flags = m.group(4)
         gtid = Gtid(m.group(1).decode(), m.group(2).decode(), int(m.group(3)))
-        return gtid, b"trans" in flags.split() or b" trans" in flags, "mariadb"
+        begins = b"trans" in flags.split() or event.last_statement().upper() in _BEGINS
+        return gtid, begins, "mariadb"
     if event.kind.startswith(b"GTID") or event.kind.startswith(b"Anonymous_GTID"):
         for line in event.lines:
             mm = _MYSQL_GTID_NEXT.match(line)
             if mm:
-                value = mm.group(1).decode()
-                uuid, _, seq = value.partition(":")
-                if seq.isdigit() and _UUID.match(uuid):
-                    return Gtid(uuid.lower(), "", int(seq)), False, "mysql"
-                return None, False, "mysql"  # ANONYMOUS / AUTOMATIC
+                return _mysql_gtid(mm.group(1).decode()), False, "mysql"
         return None, False, "mysql"
     return None
 
 
+def _mysql_gtid(value: str) -> Gtid | None:
+    """GTID_NEXT's "uuid:7" (or, from MySQL 8.3, "uuid:tag:7"); None for ANONYMOUS."""
+    uuid, _, rest = value.partition(":")
+    tag, _, seq = rest.rpartition(":")
+    if not (seq.isdigit() and _UUID.match(uuid)) or (tag and not _TAG.match(tag)):
+        return None
+    return Gtid(_domain(uuid, tag), "", int(seq))
+
+
+def _domain(uuid: str, tag: str) -> str:
+    # Each tag of a uuid numbers its transactions on its own: one domain each.
+    return f"{uuid.lower()}:{tag.lower()}" if tag else uuid.lower()
+
+
 def parse_dump(output: bytes) -> Dump:
-    """Parse the tool's output (no --verbose needed; comments are kept as they are)."""
+    """Parse the tool's output (no --verbose needed; comments are kept as they are).
+
+    A transaction begins at its GTID event; it is transactional when that event (MariaDB) or
+    the next one (MySQL's BEGIN query) ends with BEGIN, and then ends at an Xid event or a
+    COMMIT/ROLLBACK statement. Otherwise it is one statement (DDL), ending with its event.
+    """
     preamble, events, trailer = _split_events(output.split(b"\n"))
     items: list[Event | Transaction] = []
     flavor = "mariadb"
@@ -331,19 +388,21 @@ def parse_dump(output: bytes) -> Dump:
                 items.append(current)
             gtid, transactional, flavor = started
             current = Transaction(gtid, [ev], complete=False)
-            if any(_BEGIN_SQL.match(ln) for ln in ev.sql_lines()):
-                transactional = True
             continue
         if current is None:
             items.append(ev)
             continue
         current.events.append(ev)
-        sql = ev.sql_lines()
-        if len(current.events) == 2 and any(_BEGIN_SQL.match(ln.strip()) for ln in sql[:1]):
+        last = ev.last_statement()
+        if last.startswith(_CUT_BY_TOOL):
+            # mysqlbinlog left out rows it could not read whole and rolled back: incomplete.
+            items.append(current)
+            current = None
+            continue
+        if len(current.events) == 2 and not transactional and last.upper() in _BEGINS:
             transactional = True  # MySQL: GTID, then a "BEGIN" query event
             continue
-        ends = b"Xid = " in ev.kind or any(_END_SQL.match(ln) for ln in sql)
-        if ends or not transactional:
+        if b"Xid = " in ev.kind or last.upper() in _ENDS or not transactional:
             current.complete = True
             items.append(current)
             current = None
@@ -414,8 +473,16 @@ def _tool_error(stderr: bytes) -> str:
 
 
 def truncated_tail(stderr: bytes) -> bool:
-    """True when the tool stopped at an event cut short (a crash while writing it)."""
-    return b"Event truncated" in stderr or b"read_log_event" in stderr
+    """True when the tool stopped at an event cut short (a crash while writing it).
+
+    mariadb-binlog says so with an error; mysqlbinlog with a warning (and exits 0), having
+    printed the cut transaction as far as it could and then "ROLLBACK /* added by ... */".
+    """
+    return (
+        b"Event truncated" in stderr
+        or b"read_log_event" in stderr
+        or b"File ends with a truncated event" in stderr
+    )
 
 
 def restart_point(dump: Dump, target: GtidState) -> tuple[int, int] | None:
@@ -441,6 +508,7 @@ def select(dump: Dump, target: GtidState) -> Selection:
     """Keep the complete transactions `target` lacks, check there is no GTID gap, build the
     script. Raises SalvageError for anonymous transactions (nothing makes a repeat safe) and
     for gaps (the range does not continue what the target has)."""
+    check_understood(dump)
     kept: list[Transaction] = []
     present = incomplete = 0
     state = target
@@ -490,6 +558,16 @@ def select(dump: Dump, target: GtidState) -> Selection:
     )
 
 
+def check_understood(dump: Dump) -> None:
+    """Raise when an event that carries data stands outside every transaction."""
+    for item in dump.items:
+        if isinstance(item, Event) and _DATA_EVENT.match(item.kind):
+            raise SalvageError(
+                f"the binlog tool's output was not understood: a {item.kind[:40]!r} event at "
+                f"{item.at} belongs to no transaction; nothing is applied"
+            )
+
+
 def _last_complete_event(dump: Dump) -> Event | None:
     """The last event that is not part of a transaction cut off at the end."""
     for item in reversed(dump.items):
@@ -505,9 +583,14 @@ def script_for(dump: Dump, kept: list[Transaction]) -> bytes:
     transactions (each with its own server_id/domain), and the tool's trailer."""
     out: list[bytes] = list(dump.preamble)
     keep = {id(t) for t in kept}
+    mysql = dump.flavor == "mysql"
     for item in dump.items:
         if isinstance(item, Event):
             if item.is_fde:  # the BINLOG format description the row events need
+                if mysql:
+                    # After a transaction with its own GTID_NEXT, MySQL refuses any further
+                    # statement until GTID_NEXT is set again (the tool does this at rotates).
+                    out.append(_AUTOMATIC_LINE)
                 out.extend(item.lines)
             continue
         if id(item) not in keep:
@@ -524,6 +607,8 @@ def script_for(dump: Dump, kept: list[Transaction]) -> bytes:
         out.extend(first.lines[2:])
         for ev in rest:
             out.extend(ev.lines)
+    if mysql:
+        out.append(_AUTOMATIC_LINE)
     trailer = dump.trailer or [_DELIMITER_END, b"ROLLBACK /* added by monha */;"]
     out.extend(trailer)
     return b"\n".join(out) + (b"" if out and out[-1] == b"" else b"\n")

@@ -1,5 +1,5 @@
-"""Pure tests of monha.salvage against output recorded from MariaDB 10.11's mariadb-binlog on
-the lab (tests/unit/binlog_samples), plus MySQL-style GTID sets."""
+"""Pure tests of monha.salvage against output recorded from the real tools: MariaDB 10.11's
+mariadb-binlog on the lab, and MySQL 9.7.4's mysqlbinlog (tests/unit/binlog_samples/README.md)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from monha.salvage import (
     Gtid,
     SalvageError,
     check_start,
+    check_understood,
     files_from,
     parse_dump,
     parse_gtid_state,
@@ -116,40 +117,110 @@ def test_two_files_with_a_ddl_and_rotate() -> None:
     assert sel.script.count(b"Start: binlog v 4") == 2  # both format descriptions kept
 
 
-def test_mysql_gtid_sets() -> None:
-    u = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
-    state = parse_gtid_state(f"{u}:1-5:7-9,\n8b1a2c3d-0000-11e1-9e33-c80aa9429562:1-3")
+# --- MySQL: mysqlbinlog 9.7.4 on MySQL 9.7.4 binary logs (binlog_samples/README.md) ----------
+
+UUID = "c4cb3d7e-f1ba-11f1-9d7f-02fc00000001"
+MYSQL_RANGE = sample("mysql_9_7_range.txt")
+
+
+def _gtids(*seqs: int) -> list[str]:
+    return [f"{UUID}:{n}" for n in seqs]
+
+
+def test_mysql_range_groups_session_settings_begin_rows_and_xid() -> None:
+    """Regression: the BEGIN query event starts with SET TIMESTAMP and other session settings;
+    the parser took only a first line BEGIN as the start of a transaction, so each one ended
+    after its BEGIN and the script replayed GTID_NEXT, SET TIMESTAMP, BEGIN and no rows."""
+    dump = parse_dump(MYSQL_RANGE)
+    assert dump.flavor == "mysql"
+    txs = dump.transactions()
+    assert [str(t.gtid) for t in txs] == _gtids(10, 11, 12, 13)
+    assert all(t.complete for t in txs)
+    # GTID, BEGIN, Table_map, Write/Update/Delete_rows, Xid; the DDL: GTID and its query.
+    assert [len(t.events) for t in txs] == [5, 5, 2, 5]
+    assert [t.file_index for t in txs] == [0, 0, 1, 1]
+    check_understood(dump)  # no row or Xid event left outside a transaction
+    check_start(dump, 2457, b"")
+
+
+def test_rows_outside_any_transaction_stop_the_salvage() -> None:
+    """Had the old parser's mistake been caught, the rows would never have been left behind:
+    a data event that belongs to no transaction means the output was not understood."""
+    dump = parse_dump(MYSQL_RANGE.replace(b"\nBEGIN\n", b"\nXA START 'x'\n"))
+    assert dump.transactions()[0].complete and len(dump.transactions()[0].events) == 2
+    with pytest.raises(SalvageError, match=r"not understood.*Table_map.*at 2607"):
+        select(dump, parse_gtid_state(f"{UUID}:1-9"))
+
+
+def test_mysql_script_replays_whole_transactions_and_resets_gtid_next() -> None:
+    dump = parse_dump(MYSQL_RANGE)
+    sel = select(dump, parse_gtid_state(f"{UUID}:1-9"))
+    assert (sel.transactions, sel.events, sel.already_present) == (4, 17, 0)
+    assert (sel.first_gtid, sel.last_gtid) == (f"{UUID}:10", f"{UUID}:13")
+    assert (sel.end_file_index, sel.end_pos, sel.target_after) == (1, 685, f"{UUID}:1-13")
+    lines = sel.script.split(b"\n")
+    statements = [ln for ln in lines if ln in (b"BEGIN", b"COMMIT/*!*/;")]
+    assert statements == [b"BEGIN", b"COMMIT/*!*/;"] * 3
+    # Rows: the table map and the row event travel in one BINLOG statement per row event.
+    assert sel.script.count(b"BINLOG '") == 2 + 3  # two format descriptions, three row events
+    assert b"CREATE TABLE labdb.u" in sel.script
+    # GTID_NEXT is AUTOMATIC again before the second file's format description and at the end
+    # (after a GTID'd transaction MySQL refuses anything else until it is); once each.
+    auto = [i for i, ln in enumerate(lines) if b"GTID_NEXT= 'AUTOMATIC'" in ln]
+    fde = [i for i, ln in enumerate(lines) if b"Start: binlog v 4" in ln]
+    assert len(auto) == 3 and [a + 2 for a in auto[:2]] == fde
+    assert lines[auto[2] + 1] == b"DELIMITER ;"
+    assert b"SET @@session.server_id" not in sel.script  # MySQL's GTID_NEXT says it all
+
+
+def test_mysql_a_repeat_restarts_and_a_gap_stops() -> None:
+    dump = parse_dump(MYSQL_RANGE)
+    assert restart_point(dump, parse_gtid_state(f"{UUID}:1-11")) == (1, 198)
+    assert select(dump, parse_gtid_state(f"{UUID}:1-13")).transactions == 0
+    with pytest.raises(SalvageError, match="GTID gap"):
+        select(dump, parse_gtid_state(f"{UUID}:1-7"))
+
+
+def test_mysql_a_transaction_cut_off_by_the_end_of_the_file_is_dropped() -> None:
+    """mysqlbinlog exits 0 with a warning, and prints the cut transaction's BEGIN and table
+    map followed by a ROLLBACK of its own: that transaction is incomplete, not empty."""
+    dump = parse_dump(sample("mysql_9_7_truncated.txt"))
+    assert truncated_tail(sample("mysql_9_7_truncated.stderr"))
+    sel = select(dump, parse_gtid_state(f"{UUID}:1-9"))
+    assert (sel.transactions, sel.incomplete, sel.last_gtid) == (3, 1, f"{UUID}:12")
+    assert (sel.end_file_index, sel.end_pos) == (1, 401)
+    assert f"{UUID}:13".encode() not in sel.script and b"added by mysqlbinlog" not in sel.script
+
+
+def test_mysql_a_start_that_is_not_an_event_boundary_is_refused() -> None:
+    dump = parse_dump(sample("mysql_9_7_bad_start.txt"))
+    stderr = sample("mysql_9_7_bad_start.stderr")
+    assert not truncated_tail(stderr)  # "binlog truncated in the middle of event" is not that
+    with pytest.raises(SalvageError, match="not an event boundary"):
+        check_start(dump, 2460, stderr)
+
+
+def test_mysql_gtid_sets_and_tags() -> None:
+    u, v = UUID, "3b8f0e0c-0000-11f1-9d7f-02fc00000002"
+    state = parse_gtid_state(f"{u}:1-5:7-9:Blue:1-3,\n{v}:1-3")
     assert state.has(Gtid(u, "", 4)) and not state.has(Gtid(u, "", 6))
-    assert state.next_seq(u) == 10
-    assert state.with_gtid(Gtid(u, "", 6)).render().startswith(f"{u}:1-9")
+    assert state.has(Gtid(f"{u}:blue", "", 2)) and state.next_seq(u) == 10
+    assert state.render() == f"{v}:1-3,{u}:1-5:7-9,{u}:blue:1-3"  # sorted by domain
     with pytest.raises(SalvageError):
         parse_gtid_state("not-a-gtid")
 
 
-# MySQL 8.0 output, written from the manual's examples (no MySQL server in this lab).
-MYSQL_80_DUMP = sample("mysql_8_0_written_from_the_manual.txt")
-
-
-def test_mysql_80_output_transactional_and_ddl() -> None:
-    dump = parse_dump(MYSQL_80_DUMP)
-    assert dump.flavor == "mysql"
-    txs = dump.transactions()
-    assert [str(t.gtid) for t in txs] == [
-        "3e11fa47-71ca-11e1-9e33-c80aa9429562:6",
-        "3e11fa47-71ca-11e1-9e33-c80aa9429562:7",
-    ]
-    assert all(t.complete for t in txs) and [len(t.events) for t in txs] == [5, 2]
-    sel = select(dump, parse_gtid_state("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-5"))
-    assert sel.transactions == 2
-    assert b"SET @@session.server_id" not in sel.script  # MySQL sets GTID_NEXT itself
-
-
 def test_anonymous_transactions_are_refused() -> None:
-    dump = parse_dump(
-        MYSQL_80_DUMP.replace(b"3e11fa47-71ca-11e1-9e33-c80aa9429562:6", b"ANONYMOUS")
-    )
+    dump = parse_dump(MYSQL_RANGE.replace(f"{UUID}:10".encode(), b"ANONYMOUS"))
     with pytest.raises(SalvageError, match="anonymous"):
         select(dump, parse_gtid_state(""))
+
+
+def test_tagged_gtids_are_transactions_of_their_own_domain() -> None:
+    dump = parse_dump(MYSQL_RANGE.replace(f"{UUID}:13'".encode(), f"{UUID}:blue:1'".encode()))
+    assert str(dump.transactions()[3].gtid) == f"{UUID}:blue:1"
+    sel = select(dump, parse_gtid_state(f"{UUID}:1-9"))
+    assert sel.target_after == f"{UUID}:1-12,{UUID}:blue:1"
 
 
 def test_tool_argv_per_flavor() -> None:
