@@ -11,6 +11,11 @@ The output is bounded while it is read, not afterwards: the runner stops the too
 printed more than `max_output_mib` (`CommandResult.truncated`), so a replica days behind costs
 that much memory and a clean "not salvaged", not gigabytes and an OOM-killed daemon.
 
+The replica is read-only until it is promoted. Where that also stops the replaying admin (MySQL's
+super_read_only, which monha sets), it is lowered to plain read_only for the replay only, so
+applications still cannot write, and raised again by the script's last statement and, whatever
+happened (a failed client, a cancelled step), by `_restore_read_only`.
+
 Must not: apply anything `monha.salvage` did not select (it never replays a partial
 transaction or anything the new primary already has), build a shell string, log (the
 executor logs the step's outcome), or raise from `salvage`: every problem (a lost SSH
@@ -33,6 +38,7 @@ from monha.salvage import (
     SalvageError,
     check_start,
     files_from,
+    gate_variables,
     parse_dump,
     parse_gtid_state,
     parse_index,
@@ -41,6 +47,7 @@ from monha.salvage import (
     select,
     tool_argv,
     truncated_tail,
+    write_gate,
 )
 
 
@@ -205,12 +212,23 @@ async def _salvage(
         data.update(salvaged_transactions="0", salvaged_events="0")
         return SalvageReport(not notes, "; ".join([sel.summary(), *notes]), 0, data)
     try:
-        applied = await local.run(list(apply_argv), clock.left(), input=sel.script)
+        gate = write_gate(flavor, await new.global_variables(gate_variables(flavor), clock.left()))
+    except MySQLError as exc:
+        data["salvage_error"] = f"cannot read read_only: {exc}"
+        return SalvageReport(False, f"not salvaged: {data['salvage_error']}", 0, data)
+    script = gate.wrap(sel.script) if gate else sel.script
+    try:
+        applied = await local.run(list(apply_argv), clock.left(), input=script)
         apply_error = "" if applied.ok else applied.summary()
     except RunnerError as exc:
         # The client could not run (or its connection broke midway): what reached the server
         # is counted from its GTIDs below, like a client that failed.
         apply_error = str(exc)
+    finally:
+        # Also after a failure or a cancellation: the replica must not stay open to admins.
+        if gate is not None and (unrestored := await _restore_read_only(new)):
+            notes.append(unrestored)
+            data["salvage_read_only"] = unrestored
     try:
         after = parse_gtid_state(*await new.gtid_state(clock.left()))
     except MySQLError as exc:
@@ -232,15 +250,39 @@ async def _salvage(
     if apply_error:
         data["salvage_error"] = f"applying failed: {apply_error}"
         data["salvaged_to_gtid"] = after.render()
-        return SalvageReport(
-            False,
-            f"applied {done} of {sel.transactions} transaction(s), then: {apply_error}",
-            max(done, 0),
-            data,
-        )
+        head = f"applied {done} of {sel.transactions} transaction(s), then: {apply_error}"
+        return SalvageReport(False, "; ".join([head, *notes]), max(done, 0), data)
     return SalvageReport(
         not notes, "salvaged " + "; ".join([sel.summary(), *notes]), sel.transactions, data
     )
+
+
+# How long putting read-only back may take, whatever is left of the salvage's own time.
+_RESTORE_S = 10.0
+# Restores still running after their caller was cancelled (a task needs a strong reference).
+_restoring: set[asyncio.Task[None]] = set()
+
+
+async def _restore_read_only(new: Server) -> str:
+    """Put the replica's strongest read-only back after a replay ("" when done, else why not).
+
+    Shielded: a cancelled salvage (the step's timeout, a daemon stopping) still waits for
+    it, and a second cancellation leaves it running rather than half done.
+    """
+    task = asyncio.ensure_future(new.set_read_only(True, _RESTORE_S))
+    _restoring.add(task)
+    task.add_done_callback(_restoring.discard)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
+    except MySQLError as exc:
+        return (
+            f"read-only was lowered for the replay and not raised again ({exc}): plain "
+            "read_only still refuses ordinary users, but admins can write until it is set"
+        )
+    return ""
 
 
 # --- errant transactions -----------------------------------------------------------------------

@@ -614,6 +614,45 @@ def script_for(dump: Dump, kept: list[Transaction]) -> bytes:
     return b"\n".join(out) + (b"" if out and out[-1] == b"" else b"\n")
 
 
+# --- replaying into a read-only replica -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteGate:
+    """How the replay gets past the replica's read-only state, and how it is put back.
+
+    The replica is read-only until it is promoted, and must stay so for applications. MySQL's
+    super_read_only (which monha sets on replicas) and MariaDB 12's NO_LOCK_NO_ADMIN refuse
+    the replaying admin too (error 1290); the replay lowers them to plain read_only, which
+    still refuses every user without the admin privilege, and the strongest form is put back
+    as the script's last statement and again by the caller whatever happened.
+    """
+
+    lift: bytes
+    restore: bytes
+
+    def wrap(self, script: bytes) -> bytes:
+        return self.lift + b"\n" + script + self.restore + b"\n"
+
+
+def write_gate(flavor: str, variables: dict[str, object]) -> WriteGate | None:
+    """The gate for a server whose read-only variables (`gate_variables`) are `variables`;
+    None when the replay can write as it is (read_only only, or off)."""
+    if flavor == "mysql":
+        if str(variables.get("super_read_only", "")).upper() in ("1", "ON"):
+            return WriteGate(
+                b"SET GLOBAL super_read_only = OFF;", b"SET GLOBAL super_read_only = ON;"
+            )
+        return None
+    if str(variables.get("read_only", "")).upper() == "NO_LOCK_NO_ADMIN":
+        return WriteGate(b"SET GLOBAL read_only = ON;", b"SET GLOBAL read_only = NO_LOCK_NO_ADMIN;")
+    return None
+
+
+def gate_variables(flavor: str) -> tuple[str, ...]:
+    return ("super_read_only",) if flavor == "mysql" else ("read_only",)
+
+
 # --- the tool's command line -----------------------------------------------------------------
 
 

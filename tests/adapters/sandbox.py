@@ -98,6 +98,26 @@ class ServerPair:
         """START/STOP the replica's threads (`thread`: "", "IO_THREAD" or "SQL_THREAD")."""
         (db or self.replica).sql(f"{action} {self.replica_noun} {thread}".strip())
 
+    def client_argv(self, db: MariaDB) -> list[str]:
+        """The server's own client as root over `db`'s socket, applying SQL read on stdin
+        (what salvage.apply_command is on a node)."""
+        return self._client(
+            [
+                "--no-defaults",
+                f"--socket={db.socket}",
+                "--user=root",
+                "--batch",
+                "--binary-mode",
+            ]
+        )
+
+    def binlog_tool_argv(self) -> list[str]:
+        """The server's own binlog tool (the arguments follow)."""
+        return [shutil.which("mariadb-binlog") or "mariadb-binlog"]
+
+    def _client(self, args: list[str]) -> list[str]:
+        return [shutil.which("mariadb") or "mariadb", *args]
+
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="monha-adapters-db-"))
         mysql = pwd.getpwnam("mysql")
@@ -210,6 +230,11 @@ class ServerPair:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _absolute(argv: list[str]) -> list[str]:
+    # monha's config wants the program by absolute path.
+    return [shutil.which(argv[0]) or argv[0], *argv[1:]]
+
+
 def _lit(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -238,6 +263,16 @@ class MySQLPair(ServerPair):
         from monha.lab.mysql_rootfs import chrooted
 
         return chrooted(["/usr/sbin/mysqld", "--no-defaults", "--user=root", *args], self.rootfs)
+
+    def binlog_tool_argv(self) -> list[str]:
+        from monha.lab.mysql_rootfs import chrooted
+
+        return _absolute(chrooted(["/usr/bin/mysqlbinlog"], self.rootfs))
+
+    def _client(self, args: list[str]) -> list[str]:
+        from monha.lab.mysql_rootfs import chrooted
+
+        return _absolute(chrooted(["/usr/bin/mysql", *args], self.rootfs))
 
     def start(self) -> None:
         # Each server is initialised on its own: a copied datadir would copy its server_uuid.

@@ -13,6 +13,7 @@ from monha.salvage import (
     check_start,
     check_understood,
     files_from,
+    gate_variables,
     parse_dump,
     parse_gtid_state,
     parse_index,
@@ -20,6 +21,7 @@ from monha.salvage import (
     select,
     tool_argv,
     truncated_tail,
+    write_gate,
 )
 
 SAMPLES = Path(__file__).parent / "binlog_samples"
@@ -221,6 +223,22 @@ def test_tagged_gtids_are_transactions_of_their_own_domain() -> None:
     assert str(dump.transactions()[3].gtid) == f"{UUID}:blue:1"
     sel = select(dump, parse_gtid_state(f"{UUID}:1-9"))
     assert sel.target_after == f"{UUID}:1-12,{UUID}:blue:1"
+
+
+# --- replaying into a read-only replica ----------------------------------------------------
+
+
+def test_write_gate_lowers_only_the_admin_blocking_read_only_and_puts_it_back() -> None:
+    gate = write_gate("mysql", {"super_read_only": 1})
+    assert gate is not None
+    assert gate.wrap(b"X\n") == (
+        b"SET GLOBAL super_read_only = OFF;\nX\nSET GLOBAL super_read_only = ON;\n"
+    )
+    assert write_gate("mysql", {"super_read_only": 0}) is None
+    assert write_gate("mariadb", {"read_only": 1}) is None  # admins replay through it
+    maria12 = write_gate("mariadb", {"read_only": "NO_LOCK_NO_ADMIN"})
+    assert maria12 is not None and maria12.restore.endswith(b"NO_LOCK_NO_ADMIN;")
+    assert gate_variables("mysql") == ("super_read_only",)
 
 
 def test_tool_argv_per_flavor() -> None:

@@ -1,0 +1,289 @@
+"""Binlog salvage and errant transactions against real servers, MariaDB and Oracle MySQL: the
+servers' own binlog tool and client, through the code the daemon runs (the SALVAGE_BINLOG step,
+binlog_io.salvage).
+
+The old primary is reached with a LocalRunner (its binary logs are local files here) and the
+binlog tool is a wrapper script that runs the flavour's tool (on MySQL: chrooted into the lab's
+root filesystem), as the lab does. One pair per flavour serves the whole module; every test
+leaves it replicating again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pymysql
+import pytest
+
+from monha import binlog_io
+from monha.binlog_io import SalvageReport
+from monha.model import OnFailure, Step, StepKind
+from monha.mysql import Server
+from monha.runners import LocalRunner
+from monha.steps import Nodes, run_step
+from tests.adapters.sandbox import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    APP_DB,
+    APP_PASSWORD,
+    APP_USER,
+    MariaDB,
+    ServerPair,
+)
+from tests.conftest import require
+
+pytestmark = [pytest.mark.adapter, pytest.mark.timeout(180)]
+
+
+@pytest.fixture
+def tool(pair: ServerPair, tmp_path: Path) -> str:
+    """The binlog tool as the daemon runs it: one program path, the arguments after it."""
+    argv = pair.binlog_tool_argv()
+    require(shutil.which(argv[0]) is not None, f"needs {argv[0]!r} on PATH")
+    require(shutil.which(pair.client_argv(pair.replica)[0]) is not None, "needs the client")
+    path = tmp_path / "binlog-tool"
+    path.write_text(f'#!/bin/sh\nexec {shlex.join(argv)} "$@"\n')
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.fixture
+async def servers(pair: ServerPair) -> AsyncIterator[tuple[Server, Server]]:
+    """monha's handles on (primary, replica), as its admin user over TCP."""
+    primary, replica = (
+        Server(host="127.0.0.1", port=db.port, user=ADMIN_USER, password=ADMIN_PASSWORD)
+        for db in (pair.primary, pair.replica)
+    )
+    yield primary, replica
+    await primary.close()
+    await replica.close()
+
+
+def _session(db: MariaDB, *statements: str) -> None:
+    """Several statements in one root session (session variables such as sql_log_bin hold)."""
+    conn = pymysql.connect(unix_socket=str(db.socket), user="root", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+    finally:
+        conn.close()
+
+
+def _behind_the_replicas_back(pair: ServerPair, statement: str) -> None:
+    """Change the replica's data without a GTID (a conflict the replay will run into)."""
+    lift = pair.flavor == "mysql"
+    _session(
+        pair.replica,
+        *(["SET GLOBAL super_read_only = OFF"] if lift else []),
+        "SET SESSION sql_log_bin = 0",
+        statement,
+        *(["SET GLOBAL super_read_only = ON"] if lift else []),
+    )
+
+
+def _read(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _rows(db: MariaDB, table: str) -> list[tuple[object, ...]]:
+    return db.sql(f"SELECT * FROM {APP_DB}.{table} ORDER BY id")
+
+
+def _read_only(pair: ServerPair, db: MariaDB) -> tuple[int, ...]:
+    """(read_only, super_read_only) on MySQL; (read_only,) on MariaDB."""
+    if pair.flavor == "mysql":
+        return tuple(int(str(v)) for v in db.sql("SELECT @@read_only, @@super_read_only")[0])
+    return (int(str(db.sql("SELECT @@read_only")[0][0])),)
+
+
+def _gtids(pair: ServerPair, db: MariaDB) -> str:
+    """What `db` has as GTIDs of its own binary log (MariaDB) or executed (MySQL)."""
+    if pair.flavor == "mysql":
+        return pair.gtid_executed(db)
+    return str(db.sql("SELECT @@gtid_binlog_pos")[0][0])
+
+
+def _resume(pair: ServerPair) -> None:
+    """Replicate again after a salvage stopped it (the salvage's replay is not replication: on
+    MariaDB the replica's slave position is moved to what it has, or it would fetch it twice)."""
+    if pair.flavor == "mariadb":
+        pair.replication("STOP")
+        have = _gtids(pair, pair.replica)
+        pair.replica.sql(f"SET GLOBAL gtid_slave_pos = '{have}'")
+    pair.replication("START")
+    pair.wait_replicated(30)
+
+
+def _salvage_step(pair: ServerPair, tool: str) -> Step:
+    args = (
+        ("old", "p"),
+        ("binlog_index", str(pair.primary.datadir / "bin.index")),
+        ("binlog_tool", tool),
+        ("max_output_mib", "64"),
+    )
+    argv = tuple(pair.client_argv(pair.replica))
+    return Step(StepKind.SALVAGE_BINLOG, "r", 90.0, OnFailure.CONTINUE, args, argv)
+
+
+def _nodes(primary: Server, replica: Server) -> Nodes:
+    return Nodes(
+        runners={"p": LocalRunner(), "r": LocalRunner()}, mysql={"p": primary, "r": replica}
+    )
+
+
+async def _received_everything(pair: ServerPair, primary: Server, replica: Server) -> None:
+    """Until the replica's IO thread has read the primary's binary log to its end."""
+    end = await primary.binlog_coordinates()
+    deadline = time.monotonic() + 30
+    while True:
+        read = (await replica.replica_status()).read_position
+        if read is not None and (read.file, read.position) == (end.file, end.position):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the replica read {read}, not {end}")
+        await asyncio.sleep(0.05)
+
+
+async def _salvage(pair: ServerPair, tool: str, new: Server, apply: list[str]) -> SalvageReport:
+    return await binlog_io.salvage(
+        new,
+        LocalRunner(),
+        LocalRunner(),
+        binlog_index=str(pair.primary.datadir / "bin.index"),
+        binlog_tool=tool,
+        apply_argv=apply,
+        timeout_s=60.0,
+    )
+
+
+# --- salvage ------------------------------------------------------------------------------------
+
+
+async def test_salvage_brings_every_acknowledged_row_into_a_super_read_only_replica(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server]
+) -> None:
+    """Regressions: (1) the parser wanted BEGIN as the first line of MySQL's BEGIN query event
+    (mysqlbinlog prints SET TIMESTAMP and the session first), so the replay held each
+    transaction's GTID and BEGIN but no rows and no COMMIT; (2) the replay went into a
+    replica on which monha had set super_read_only, and MySQL refused it (error 1290)."""
+    primary, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s1 (id INT PRIMARY KEY, v VARCHAR(40))")
+    pair.wait_replicated(30)
+    await replica.set_read_only(True)  # as make_replica leaves a replica
+    # Received but never applied (left in the relay log), then never received at all.
+    pair.replication("STOP", "SQL_THREAD")
+    for i in range(1, 6):
+        p.sql(f"INSERT INTO {APP_DB}.s1 VALUES ({i}, 'relay {i}')")
+    await _received_everything(pair, primary, replica)
+    pair.replication("STOP", "IO_THREAD")
+    p.sql(f"INSERT INTO {APP_DB}.s1 VALUES (6, 'six'), (7, 'it''s'), (8, 'eight')")
+    p.sql(f"UPDATE {APP_DB}.s1 SET v = 'one, updated' WHERE id = 1")
+    p.sql("FLUSH BINARY LOGS")  # the range spans two files
+    p.sql(f"CREATE TABLE {APP_DB}.s1b (id INT PRIMARY KEY)")
+    for i in range(9, 21):
+        p.sql(f"INSERT INTO {APP_DB}.s1 VALUES ({i}, 'after the rotate')")
+    p.sql(f"DELETE FROM {APP_DB}.s1 WHERE id = 2")
+    transactions = 5 + 1 + 1 + 1 + 12 + 1
+    assert _rows(r, "s1") == [] and _read_only(pair, r)[-1] == 1
+    nodes = _nodes(primary, replica)
+    try:
+        outcome = await run_step(_salvage_step(pair, tool), nodes)
+        assert outcome.ok, outcome
+        assert outcome.data["salvaged_transactions"] == str(transactions), outcome
+        # Nothing lost: every acknowledged row, in its last state, and the new table.
+        assert _rows(r, "s1") == _rows(p, "s1") and len(_rows(r, "s1")) == 19
+        assert r.sql(f"SHOW TABLES FROM {APP_DB} LIKE 's1b'")
+        # The replayed transactions keep the old primary's GTIDs exactly.
+        assert _gtids(pair, r) == _gtids(pair, p)
+        if pair.flavor == "mysql":
+            assert str(r.sql("SELECT @@server_uuid")[0][0]) not in _gtids(pair, r)
+        assert _read_only(pair, r) == ((1, 1) if pair.flavor == "mysql" else (1,))
+        # Again (a daemon killed after the replay): nothing is applied twice.
+        again = await run_step(_salvage_step(pair, tool), nodes)
+        assert again.ok and again.data["salvaged_transactions"] == "0", again
+        assert again.data["salvage_already_present"] == str(transactions), again
+        assert _rows(r, "s1") == _rows(p, "s1") and _gtids(pair, r) == _gtids(pair, p)
+        assert _read_only(pair, r)[-1] == 1
+    finally:
+        _resume(pair)
+
+
+async def test_a_replay_that_fails_midway_restores_read_only_and_a_rerun_finishes(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server]
+) -> None:
+    _, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s2 (id INT PRIMARY KEY)")
+    pair.wait_replicated(30)
+    await replica.set_read_only(True)
+    pair.replication("STOP", "IO_THREAD")
+    for i in range(1, 5):
+        p.sql(f"INSERT INTO {APP_DB}.s2 VALUES ({i})")
+    _behind_the_replicas_back(pair, f"INSERT INTO {APP_DB}.s2 VALUES (3)")
+    apply = pair.client_argv(r)
+    try:
+        failed = await _salvage(pair, tool, replica, apply)
+        assert not failed.ok and failed.transactions == 2, failed
+        assert "applied 2 of 4 transaction(s)" in failed.detail, failed
+        assert _read_only(pair, r)[-1] == 1  # put back although the client failed
+        _behind_the_replicas_back(pair, f"DELETE FROM {APP_DB}.s2 WHERE id = 3")
+        rerun = await _salvage(pair, tool, replica, apply)
+        assert rerun.ok and rerun.transactions == 2, rerun
+        assert _rows(r, "s2") == [(1,), (2,), (3,), (4,)]
+        assert _gtids(pair, r) == _gtids(pair, p) and _read_only(pair, r)[-1] == 1
+    finally:
+        _resume(pair)
+
+
+async def test_a_cancelled_replay_restores_read_only_and_applications_never_write(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server]
+) -> None:
+    """The client gets the script's first line only and then hangs: on MySQL that line
+    lowers super_read_only. While it hangs an application still cannot write (read_only
+    stays on); cancelled (the step's timeout, a daemon stopping), read-only is put back."""
+    _, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s3 (id INT PRIMARY KEY)")
+    pair.wait_replicated(30)
+    await replica.set_read_only(True)
+    pair.replication("STOP", "IO_THREAD")
+    p.sql(f"INSERT INTO {APP_DB}.s3 VALUES (1)")
+    hang = ["/bin/sh", "-c", 'head -n 1 | "$@"; exec sleep 60', "sh", *pair.client_argv(r)]
+    task = asyncio.ensure_future(_salvage(pair, tool, replica, hang))
+    try:
+        if pair.flavor == "mysql":
+            deadline = time.monotonic() + 30
+            while _read_only(pair, r) != (1, 0):
+                assert time.monotonic() < deadline and not task.done(), _read_only(pair, r)
+                await asyncio.sleep(0.05)
+        else:
+            await asyncio.sleep(1.0)
+        app = pymysql.connect(
+            host="127.0.0.1", port=r.port, user=APP_USER, password=APP_PASSWORD, autocommit=True
+        )
+        try:
+            with pytest.raises(pymysql.err.MySQLError) as refused, app.cursor() as cur:
+                cur.execute(f"INSERT INTO {APP_DB}.s3 VALUES (99)")
+            assert refused.value.args[0] == 1290  # read-only
+        finally:
+            app.close()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert _read_only(pair, r) == ((1, 1) if pair.flavor == "mysql" else (1,))
+        assert _rows(r, "s3") == []
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        _resume(pair)
+    assert _rows(r, "s3") == [(1,)]
