@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from monha.config import Mysql as MysqlSection
 from monha.lab.mysql_server import IN_NODE_BIN
 from monha.lab.names import (
     ADDRESSES,
@@ -45,25 +46,31 @@ def _apply(client: str) -> str:
     )  # fmt: skip
 
 
-def _server_tools(server: str) -> tuple[str, str, str]:
-    """(binlog_tool, apply_command, the [probe] ssh_mysql_check line or "") for `server`."""
-    if server == "mysql":
-        check = _argv(
-            f"{IN_NODE_BIN}/mysqladmin", "--no-defaults", "--connect-timeout=1",
-            "--protocol=tcp", "--host=127.0.0.1", "--port={mysql_port}", "ping",
-        )  # fmt: skip
-        return (
-            f"{IN_NODE_BIN}/mysqlbinlog",
-            _apply(f"{IN_NODE_BIN}/mysql"),
-            f"# MySQL's own mysqladmin, chrooted into its tree by the wrapper.\n"
-            f"ssh_mysql_check = {check}\n",
+def _server_tools(server: str) -> tuple[str, str, str, str]:
+    """(binlog_tool, apply_command, extra [probe] lines, extra [mysql] lines) for `server`."""
+    if server != "mysql":
+        return "/usr/bin/mariadb-binlog", _apply("/usr/bin/mariadb"), "", ""
+    check = _argv(
+        f"{IN_NODE_BIN}/mysqladmin", "--no-defaults", "--connect-timeout=1",
+        "--protocol=tcp", "--host=127.0.0.1", "--port={mysql_port}", "ping",
+    )  # fmt: skip
+    probe = (
+        "# MySQL's own mysqladmin, chrooted into its tree by the wrapper.\n"
+        f"ssh_mysql_check = {check}\n"
+    )
+    mysql = ""
+    # Only where monha knows the setting (it is newer than the lab's MySQL support).
+    if "defaults_command" in MysqlSection.model_fields:
+        mysql = (
+            "# The node's my.cnf as MySQL reads it (the host's /etc/mysql is MariaDB's).\n"
+            f"defaults_command = {_argv(f'{IN_NODE_BIN}/my_print_defaults', 'mysqld', 'server')}\n"
         )
-    return "/usr/bin/mariadb-binlog", _apply("/usr/bin/mariadb"), ""
+    return f"{IN_NODE_BIN}/mysqlbinlog", _apply(f"{IN_NODE_BIN}/mysql"), probe, mysql
 
 
 def render(paths: LabPaths, server: str = "mariadb") -> str:
     init = IN_NODE_INIT_D
-    binlog_tool, apply, ssh_check = _server_tools(server)
+    binlog_tool, apply, ssh_check, mysql_extra = _server_tools(server)
     nodes = "\n".join(
         f"""[[nodes]]
 name = "{node}"
@@ -106,7 +113,7 @@ local_socket = "{IN_NODE_SOCKET}"
 pid_file = "{IN_NODE_PID_FILE}"
 connect_timeout_s = 1.0
 heartbeat_period_s = 1.0
-
+{mysql_extra}
 [probe]
 interval_s = 1.0
 mysql_timeout_s = 1.0

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from monha.lab import mariadb
 from monha.lab.drive import Load, Monha, load_report, read_flag, wait_for
 from monha.lab.lab import Lab
 
@@ -54,21 +53,27 @@ class RunResult:
 
 
 def fresh(lab: Lab, *, semi_sync: bool = False) -> None:
-    lab.up(replace=True, semi_sync=semi_sync, log=lambda _m: None)
+    """The lab brought up again on the same server (MariaDB or MySQL) as before."""
+    lab.up(replace=True, semi_sync=semi_sync, server=lab.server_name, log=lambda _m: None)
 
 
-def _lag(lab: Lab) -> int:
-    primary = lab.sql("node1", "SHOW BINLOG STATUS").split()
-    status = mariadb.replica_status(lab.socket("node2"))
-    if primary[0] != status.get("Master_Log_File"):
+def replica_lag_bytes(lab: Lab, primary: str = "node1", replica: str = "node2") -> int:
+    """How far (bytes of the primary's binary log) the replica's IO thread is behind."""
+    db = lab.db
+    binlog = lab.sql(primary, db.BINLOG_STATUS_SQL).split()
+    view = db.replica_view(lab.socket(replica))
+    if binlog[0] != view.get("source_log_file"):
         return 10**9  # a whole file behind
-    return int(primary[1]) - int(status.get("Read_Master_Log_Pos") or 0)
+    return int(binlog[1]) - int(view.get("read_source_log_pos") or 0)
 
 
-def _start(lab: Lab, rate: float) -> tuple[Monha, Load]:
+def _start(lab: Lab, rate: float, *, peer: bool = False) -> tuple[Monha, Load, Monha | None]:
+    """monha on node2 (and, with `peer`, on node1 too), then the load once node2's daemon
+    judges the primary healthy; returns (node2's daemon, the load, node1's daemon or None)."""
+    on_node1 = Monha.start(lab, "node1") if peer else None
     monha = Monha.start(lab)
     wait_for("a healthy decision", lambda: monha.status()["state"] == "healthy", 20)
-    return monha, Load.start(lab, rate=rate)
+    return monha, Load.start(lab, rate=rate), on_node1
 
 
 def _finish(lab: Lab, monha: Monha, load: Load, scenario: str, lag: int) -> RunResult:
@@ -95,16 +100,22 @@ def _finish(lab: Lab, monha: Monha, load: Load, scenario: str, lag: int) -> RunR
     )
 
 
-def run_kill9_lagging(lab: Lab, rate: float = 200.0) -> RunResult:
-    """kill -9 of the primary's mysqld while the replica's IO thread lags behind."""
+def run_kill9_lagging(lab: Lab, rate: float = 200.0, *, peer: bool = False) -> RunResult:
+    """kill -9 of the primary's mysqld while the replica's IO thread lags behind (`peer`:
+    monha runs on node1 as well)."""
     fresh(lab)
     lab.run_in("node1", ["sysctl", "-q", "-w", f"net.ipv4.tcp_wmem={SEND_BUFFER}"], check=True)
-    # A new connection for the replica, under the capped buffer.
-    lab.sql("node2", "STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
-    monha, load = _start(lab, rate)
+    # A new connection for the replica, under the capped buffer (MariaDB has the REPLICA
+    # synonyms since 10.5, MySQL 8.4 has nothing else).
+    lab.sql("node2", "STOP REPLICA IO_THREAD; START REPLICA IO_THREAD")
+    monha, load, on_node1 = _start(lab, rate, peer=peer)
     try:
         lab.faults.throttle("node2", LAG_THROTTLE)
-        lag = wait_for("the replica to fall behind", lambda: (n := _lag(lab)) > LAG_BYTES and n, 60)
+        lag = wait_for(
+            "the replica to fall behind",
+            lambda: (n := replica_lag_bytes(lab)) > LAG_BYTES and n,
+            60,
+        )
         lab.faults.kill_mysqld("node1")
         # The link recovers at once: what the replica never received is only in node1's
         # binary log, and monha's SSH must work to fetch it.
@@ -114,16 +125,18 @@ def run_kill9_lagging(lab: Lab, rate: float = 200.0) -> RunResult:
         lab.faults.throttle_clear("node2")
         load.stop()
         monha.stop()
+        if on_node1 is not None:
+            on_node1.stop()
 
 
 def run_host_death(lab: Lab, *, semi_sync: bool, rate: float = 200.0) -> RunResult:
     """The primary's host dies (frozen, link down) under load; then it comes back and the
     transactions only it has are looked for (they are the rows lost)."""
     fresh(lab, semi_sync=semi_sync)
-    monha, load = _start(lab, rate)
+    monha, load, _ = _start(lab, rate)
     try:
         time.sleep(2)
-        lag = _lag(lab)
+        lag = replica_lag_bytes(lab)
         lab.faults.host_down("node1")
         result = _finish(
             lab, monha, load, f"host-death-{'semisync' if semi_sync else 'async'}", lag

@@ -150,6 +150,7 @@ class Faults:
                         for r in st.procs
                         if not (r.name == name and r.node == node) or is_alive(r.pid, r.start)
                     ]
+                db.before_start(self.paths, node)
                 spawned = self.lab.spawn_in(
                     node, db.server_argv(self.paths, node, supervised=supervised), name
                 )

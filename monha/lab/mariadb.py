@@ -296,6 +296,10 @@ def write_wrappers(paths: LabPaths, node: str) -> None:
     """Nothing to wrap: MariaDB's programs are the host's own."""
 
 
+def before_start(paths: LabPaths, node: str) -> None:
+    """Nothing to clear: mariadbd starts over a killed one's leftovers."""
+
+
 # MASTER_HEARTBEAT_PERIOD left out of CHANGE MASTER: the server's default applies, half its
 # slave_net_timeout (the lab's my.cnf sets 3 s: a heartbeat every 1.5 s).
 SERVER_DEFAULT_HEARTBEAT_S = 1.5

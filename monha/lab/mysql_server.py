@@ -53,7 +53,8 @@ GTID_EXECUTED_SQL = "SELECT @@GLOBAL.gtid_executed"
 TEMPLATE_RECIPE = "1"
 
 # The programs monha runs on a node (over SSH, or locally) that live in the tree: each gets a
-# small wrapper at /opt/monha-lab/bin/<name> inside the node.
+# small wrapper at /opt/monha-lab/bin/<name> inside the node (and my_print_defaults one that
+# reads the node's my.cnf).
 WRAPPED = {
     "mysql": "/usr/bin/mysql",
     "mysqladmin": "/usr/bin/mysqladmin",
@@ -292,22 +293,29 @@ def install_node(paths: LabPaths, node: str, template: Path, *, semi_sync: bool 
     write_wrappers(paths, node)
 
 
-def wrapper_text(program: str) -> str:
-    """A /bin/sh script that runs `program` (a path inside the tree) chrooted, with the
-    script's arguments passed on untouched: nothing from them is spliced into a command."""
+def wrapper_text(program: str, *first: str) -> str:
+    """A /bin/sh script that runs `program` (a path inside the tree) chrooted, with `first`
+    (quoted) and then the script's own arguments passed on untouched: nothing from them is
+    spliced into a command."""
     return (
         "#!/bin/sh\n"
         f"# {program} from the MySQL root filesystem (written by monha-lab).\n"
-        f'exec {shlex.join(chrooted([program]))} "$@"\n'
+        f'exec {shlex.join(chrooted([program, *first]))} "$@"\n'
     )
 
 
 def write_wrappers(paths: LabPaths, node: str) -> None:
     bin_dir = paths.node(node).opt / "bin"
     bin_dir.mkdir(parents=True, exist_ok=True)
-    for name, program in WRAPPED.items():
+    texts = {name: wrapper_text(program) for name, program in WRAPPED.items()}
+    # The options mysqld reads, for `monha-ctl check`: the node's own my.cnf (the host's
+    # /etc/mysql is MariaDB's). --defaults-file must come first; the path is the node's.
+    texts["my_print_defaults"] = wrapper_text(
+        "/usr/bin/my_print_defaults", f"--defaults-file={paths.node(node).my_cnf}"
+    )
+    for name, text in texts.items():
         path = bin_dir / name
-        path.write_text(wrapper_text(program))
+        path.write_text(text)
         path.chmod(0o755)
 
 
@@ -317,6 +325,17 @@ def server_argv(paths: LabPaths, node: str, *, supervised: bool) -> list[str]:
     if supervised:
         return chrooted(["/usr/bin/mysqld_safe", cnf])
     return chrooted(["/usr/sbin/mysqld", cnf])
+
+
+def before_start(paths: LabPaths, node: str) -> None:
+    """Remove the socket's lock file if the PID it names is gone. mysqld refuses to start
+    while that PID exists, and a killed mysqld stays a zombie until this sandbox's init
+    reaps it (up to ~2 s): a real host's init reaps it at once, so the lab does the same."""
+    lock = Path(f"{paths.socket(node)}.lock")
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(lock.read_text().strip() or "0")
+        if pid and not is_alive(pid):
+            lock.unlink()
 
 
 def server_pid(paths: LabPaths, node: str) -> int | None:
