@@ -26,6 +26,7 @@ reason, because the failover goes on without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +38,7 @@ from monha.salvage import (
     GtidState,
     SalvageError,
     check_start,
+    errant_of,
     files_from,
     gate_variables,
     parse_dump,
@@ -45,6 +47,7 @@ from monha.salvage import (
     restart_point,
     script_for,
     select,
+    subtract,
     tool_argv,
     truncated_tail,
     write_gate,
@@ -309,6 +312,10 @@ class ErrantReport:
     sql_file: str = ""
     flashback_file: str = ""
     incomplete_dropped: int = 0
+    # MySQL: the errant GTID set (the old primary's gtid_executed minus the new one's), and
+    # the part of it that is not in the range read (purged, or older): not in `sql_file`.
+    gtid_set: str = ""
+    unsaved: str = ""
 
     @property
     def count(self) -> int:
@@ -337,8 +344,9 @@ async def find_errant(
     The range starts where the new primary stopped taking the old one's events: the salvage's
     end when a salvage ran, else the position its applier had reached at promotion (both are
     in the flag's failback data). The old primary's files are read by path over
-    `old_runner`, so its mysqld may be stopped; `old` (its server handle) is not queried and
-    is taken for callers that hold one anyway. `new` gives the flavor.
+    `old_runner`, so its mysqld may be stopped. `new` gives the flavor and, on MySQL, its
+    gtid_executed; `old`'s is read too when it answers, giving the exact errant set: when
+    that is empty nothing is errant, whatever the binary logs hold (a rebuilt old primary).
     """
     clock = _Clock(timeout_s)
     fb = flag_failback
@@ -349,8 +357,18 @@ async def find_errant(
             "the flag's failback data has no position in the old primary's binary log "
             "(applied_from_old_file/pos): cannot tell what only the old primary has"
         )
+    # What the new primary shares with the old one: where the salvage ended, or where its
+    # applier stood at promotion.
+    rejoin = fb.get("salvaged_to_gtid") or fb.get("applied_from_old_gtid", "")
     try:
         flavor = "mariadb" if (await new.dialect(clock.left())).is_mariadb else "mysql"
+        new_state = old_state = None
+        if flavor == "mysql":
+            new_state = parse_gtid_state(*await new.gtid_state(clock.left()))
+            with contextlib.suppress(MySQLError):  # stopped: the binary log alone tells
+                old_state = parse_gtid_state(*await old.gtid_state(clock.left()))
+            if old_state is not None and subtract(old_state, new_state).is_empty:
+                return ErrantReport((), 0, file, int(pos), file, int(pos), rejoin)
         max_bytes = max_output_mib * 2**20
         files = files_from(await _read_index(old_runner, binlog_index, clock, max_bytes), file)
         dump, _ = await _run_tool(
@@ -358,14 +376,10 @@ async def find_errant(
         )
     except (SalvageError, MySQLError, RunnerError, OSError) as exc:
         raise ErrantError(str(exc)) from None
-    # Every complete transaction after that point is errant: from it on, the new primary
-    # took nothing more from the old one (it was promoted). GTID states cannot tell this on
-    # MariaDB: the new primary's own transactions reuse the same sequence numbers.
-    errant = [tx for tx in dump.transactions() if tx.complete]
+    # From that point on the new primary took nothing more from the old one (it was promoted).
+    found = errant_of(dump, new_state, old_state)
+    errant = found.transactions
     incomplete = sum(1 for tx in dump.transactions() if not tx.complete)
-    # What the new primary shares with the old one: where the salvage ended, or where its
-    # applier stood at promotion.
-    rejoin = fb.get("salvaged_to_gtid") or fb.get("applied_from_old_gtid", "")
     events = dump.events()
     end = events[-1] if events else None
     report = ErrantReport(
@@ -377,6 +391,8 @@ async def find_errant(
         old_end_pos=end.end if end else int(pos),
         rejoin_gtid=rejoin,
         incomplete_dropped=incomplete,
+        gtid_set=found.gtid_set,
+        unsaved=found.unsaved,
     )
     if not errant:
         return report

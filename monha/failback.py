@@ -6,7 +6,9 @@ it is pointed at the new primary. It sets the old primary read_only (nothing new
 is read), runs `binlog_io.find_errant` (the errant transactions are saved as a replayable SQL
 file and as a flashback file, both mode 0600), and when there are any, pipes the flashback into
 the old primary's client with `sql_log_bin = 0` (undoing is not new history). The rejoin then
-starts replication by GTID from `rejoin_gtid`, the position both nodes share.
+starts replication by GTID from `rejoin_gtid`, the position both nodes share. MySQL has no
+flashback: there the errant set is exact (GTID sets), and the rejoin stops with it, the saved
+file, and the two ways on (apply the file on the new primary, or rebuild the old one).
 
 Safety arguments:
 - nothing is undone unless both files were saved first: the errant rows stay available to an
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,17 +148,45 @@ async def undo_errant(
         "incomplete_dropped": report.incomplete_dropped,
         "flashback": "not needed",
     }
-    if not report.count:
+    if report.gtid_set or report.unsaved:
+        answer["gtid_set"] = report.gtid_set
+        answer["unsaved"] = report.unsaved
+    if not report.count and not report.unsaved:
         return ErrantOutcome(True, answer)
     if not report.flashback_file:
         answer["flashback"] = "none (MySQL has no flashback)"
-        return ErrantOutcome(
-            False,
-            answer,
-            f"{report.count} errant transaction(s) on {node}, saved to {report.sql_file}; "
-            "monha cannot undo them on this server: undo them by hand, then rejoin",
-        )
+        return ErrantOutcome(False, answer, _mysql_errant_steps(cfg, me, node, report))
     return await _apply_flashback(cfg, nodes, node, report, answer, out_dir)
+
+
+def _mysql_errant_steps(cfg: Config, me: str, node: str, report: binlog_io.ErrantReport) -> str:
+    """Why a MySQL rejoin stops, and the two ways on; either way the next rejoin checks again.
+
+    Keeping them works because the saved script sets each transaction's GTID: once `me` has
+    applied it, `node` has nothing `me` lacks (and replication skips what it already has).
+    Dropping them means `node`'s data must become `me`'s: without flashback, a copy of it.
+    """
+    what = (
+        f"{report.count} errant transaction(s) on {node} ({report.gtid_set}): {me} never "
+        f"had them; saved with their rows to {report.sql_file}"
+        if report.count
+        else f"{node} has transactions {me} never had ({report.unsaved})"
+    )
+    rebuild = f"to drop them, rebuild {node} as a copy of {me} (from a backup of {me}, or CLONE)"
+    if report.unsaved:
+        return (
+            f"{what}; {report.unsaved} are not in {node}'s binary log from "
+            f"{report.from_file}:{report.from_pos} (purged, or older), so their SQL cannot be "
+            f"saved. MySQL has no flashback: {rebuild}, then run `monha-ctl rejoin {node}` "
+            "again (docs/data-loss.md)"
+        )
+    client = shlex.join(cfg.salvage.apply_command)
+    return (
+        f"{what}. MySQL has no flashback, so monha does not undo them. To keep them, review "
+        f"the file and apply it on {me}: `{client} < {report.sql_file}` (it keeps their "
+        f"GTIDs); {rebuild}. Then run `monha-ctl rejoin {node}` again: it checks again by "
+        "GTID (docs/data-loss.md)"
+    )
 
 
 async def _apply_flashback(

@@ -126,6 +126,10 @@ class GtidState:
     last: dict[str, tuple[str, int]] = field(default_factory=dict)
     intervals: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
 
+    @property
+    def is_empty(self) -> bool:
+        return not self.last and not self.intervals
+
     def has(self, g: Gtid) -> bool:
         if g.server:
             hit = self.last.get(g.domain)
@@ -206,6 +210,28 @@ def parse_gtid_state(*texts: str) -> GtidState:
                 iv[domain] = _merge_intervals((*iv.get(domain, ()), (int(lo), int(hi or lo))))
                 state = GtidState(state.last, iv)
     return state
+
+
+def subtract(a: GtidState, b: GtidState) -> GtidState:
+    """MySQL GTID sets: what `a` has and `b` lacks (GTID_SUBTRACT). MariaDB positions keep no
+    history to subtract; for them this is empty."""
+    out: dict[str, tuple[tuple[int, int], ...]] = {}
+    for domain, intervals in a.intervals.items():
+        left = list(intervals)
+        for blo, bhi in b.intervals.get(domain, ()):
+            cut: list[tuple[int, int]] = []
+            for lo, hi in left:
+                if bhi < lo or blo > hi:
+                    cut.append((lo, hi))
+                    continue
+                if lo < blo:
+                    cut.append((lo, blo - 1))
+                if bhi < hi:
+                    cut.append((bhi + 1, hi))
+            left = cut
+        if left:
+            out[domain] = tuple(left)
+    return GtidState({}, out)
 
 
 # --- the tool's output -----------------------------------------------------------------------
@@ -612,6 +638,43 @@ def script_for(dump: Dump, kept: list[Transaction]) -> bytes:
     trailer = dump.trailer or [_DELIMITER_END, b"ROLLBACK /* added by monha */;"]
     out.extend(trailer)
     return b"\n".join(out) + (b"" if out and out[-1] == b"" else b"\n")
+
+
+# --- errant transactions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Errant:
+    """What only the old primary has: its transactions in the range read, and (MySQL) the
+    exact GTID set and the part of it the range does not hold (so its SQL is not saved)."""
+
+    transactions: list[Transaction]
+    gtid_set: str = ""
+    unsaved: str = ""
+
+
+def errant_of(dump: Dump, new: GtidState | None, old: GtidState | None = None) -> Errant:
+    """The errant transactions of a range that starts where the new primary stopped taking
+    the old one's events.
+
+    `new` None (MariaDB): every complete transaction in the range is errant; GTID positions
+    cannot tell, as the new primary's own transactions reuse the sequence numbers. MySQL GTID
+    sets can: errant is what the old primary has and the new one lacks (`old` minus `new`,
+    when the old primary's gtid_executed could be read), and only those are kept.
+    """
+    check_understood(dump)
+    complete = [tx for tx in dump.transactions() if tx.complete]
+    if new is None:
+        return Errant(complete)
+    txs = [tx for tx in complete if tx.gtid is None or not new.has(tx.gtid)]
+    found = GtidState()
+    for tx in txs:
+        if tx.gtid is not None:
+            found = found.with_gtid(tx.gtid)
+    if old is None:
+        return Errant(txs, found.render())
+    missing = subtract(old, new)
+    return Errant(txs, missing.render(), subtract(missing, found).render())
 
 
 # --- replaying into a read-only replica -----------------------------------------------------

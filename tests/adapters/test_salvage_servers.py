@@ -1,11 +1,11 @@
 """Binlog salvage and errant transactions against real servers, MariaDB and Oracle MySQL: the
 servers' own binlog tool and client, through the code the daemon runs (the SALVAGE_BINLOG step,
-binlog_io.salvage).
+binlog_io.salvage, failback.undo_errant and the MAKE_REPLICA step).
 
 The old primary is reached with a LocalRunner (its binary logs are local files here) and the
 binlog tool is a wrapper script that runs the flavour's tool (on MySQL: chrooted into the lab's
 root filesystem), as the lab does. One pair per flavour serves the whole module; every test
-leaves it replicating again.
+leaves it replicating again, except the last, which swaps the roles.
 """
 
 from __future__ import annotations
@@ -21,22 +21,27 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from monha import binlog_io
+from monha import binlog_io, failback
 from monha.binlog_io import SalvageReport
+from monha.config import Config, Salvage
 from monha.model import OnFailure, Step, StepKind
 from monha.mysql import Server
 from monha.runners import LocalRunner
-from monha.steps import Nodes, run_step
+from monha.salvage import parse_gtid_state
+from monha.steps import Nodes, ReplicationSource, run_step
 from tests.adapters.sandbox import (
     ADMIN_PASSWORD,
     ADMIN_USER,
     APP_DB,
     APP_PASSWORD,
     APP_USER,
+    REPL_PASSWORD,
+    REPL_USER,
     MariaDB,
     ServerPair,
 )
 from tests.conftest import require
+from tests.unit.unit_support import CONFIG
 
 pytestmark = [pytest.mark.adapter, pytest.mark.timeout(180)]
 
@@ -287,3 +292,103 @@ async def test_a_cancelled_replay_restores_read_only_and_applications_never_writ
                 await task
         _resume(pair)
     assert _rows(r, "s3") == [(1,)]
+
+
+# --- errant transactions at rejoin (last: it swaps the roles) -------------------------------
+
+
+def _config(pair: ServerPair, tool: str, tmp_path: Path, old: MariaDB) -> Config:
+    salvage = Salvage.model_validate(
+        {
+            "binlog_index": str(pair.primary.datadir / "bin.index"),
+            "binlog_tool": tool,
+            "apply_command": pair.client_argv(old),  # used on the old primary (flashback)
+            "timeout_s": 60.0,
+        }
+    )
+    failover = CONFIG.failover.model_copy(update={"flag_file": str(tmp_path / "failover.flag")})
+    return CONFIG.model_copy(update={"salvage": salvage, "failover": failover})
+
+
+async def test_errant_transactions_are_saved_then_undone_or_refused_until_kept(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """The old primary took writes after the replica was promoted. MariaDB: they are saved and
+    undone with the flashback, then it replicates. MySQL (no flashback): rejoin refuses,
+    naming the exact GTID set and the saved file (with the rows); after the step it names
+    (apply the file on the new primary), rejoin goes on and both have the same GTIDs."""
+    primary, replica = servers
+    p, r = pair.primary, pair.replica
+    old_name, new_name = CONFIG.node_names  # the config's names for (old, new) primary
+    p.sql(f"CREATE TABLE {APP_DB}.e1 (id INT PRIMARY KEY, v VARCHAR(40))")
+    p.sql(f"INSERT INTO {APP_DB}.e1 VALUES (1, 'one'), (2, 'two')")
+    pair.wait_replicated(30)
+    nodes = Nodes(
+        runners={old_name: LocalRunner(), new_name: LocalRunner()},
+        mysql={old_name: primary, new_name: replica},
+        sources={new_name: ReplicationSource("127.0.0.1", r.port, REPL_USER, REPL_PASSWORD)},
+    )
+    promoted = await run_step(Step(StepKind.PROMOTE, new_name, 30.0), nodes)
+    assert promoted.ok, promoted
+    facts = dict(promoted.data)
+    r.sql(f"INSERT INTO {APP_DB}.e1 VALUES (10, 'on the new primary')")
+    # Errant: written on the old primary after the promotion (row events: what a flashback
+    # can invert; MySQL's default, MariaDB's sandbox logs MIXED).
+    _session(
+        p,
+        "SET SESSION binlog_format = ROW",
+        f"INSERT INTO {APP_DB}.e1 VALUES (100, 'errant'), (101, 'errant too')",
+        f"UPDATE {APP_DB}.e1 SET v = 'errant update' WHERE id = 1",
+    )
+    before = parse_gtid_state(_gtids(pair, p))
+    cfg = _config(pair, tool, tmp_path, p)
+
+    undo = await failback.undo_errant(cfg, nodes, new_name, old_name, facts)
+    answer = undo.answer
+    assert answer["checked"] and answer["count"] == 2, undo
+    saved = _read(answer["sql_file"])
+    assert b"INSERT INTO `labdb`.`e1`" in saved  # the rows, as the tool prints them (--verbose)
+    if pair.flavor == "mysql":
+        uuid = str(p.sql("SELECT @@server_uuid")[0][0])
+        seq = max(hi for _, hi in before.intervals[uuid])
+        errant = f"{uuid}:{seq - 1}-{seq}"
+        assert not undo.ok and answer["gtid_set"] == errant and answer["unsaved"] == "", undo
+        assert errant in undo.error and answer["sql_file"] in undo.error, undo.error
+        assert "apply it on" in undo.error and "rejoin" in undo.error, undo.error
+        # With the rows, as pseudo-SQL comments, for the operator's review.
+        assert b"### INSERT INTO `labdb`.`e1`" in saved and b"### UPDATE `labdb`.`e1`" in saved
+        # The step the refusal names, run as it is written: apply the file on the new primary.
+        step = undo.error.split("`")[1]
+        assert step == f"{shlex.join(cfg.salvage.apply_command)} < {answer['sql_file']}", step
+        # On a node the client reaches its own server; here both share one machine.
+        step = step.replace(str(p.socket), str(r.socket))
+        res = await LocalRunner().run(["/bin/sh", "-c", step], 60.0)
+        assert res.ok, res.summary()
+        undo = await failback.undo_errant(cfg, nodes, new_name, old_name, facts)
+        assert undo.ok and undo.answer["count"] == 0, undo
+    else:
+        assert undo.ok and answer["flashback"].startswith("applied"), undo
+        assert undo.rejoin_gtid
+        facts["rejoin_gtid"] = undo.rejoin_gtid
+    rejoined = await run_step(
+        Step(StepKind.MAKE_REPLICA, old_name, 30.0, OnFailure.CONTINUE, (("source", new_name),)),
+        nodes,
+        facts,
+    )
+    assert rejoined.ok, rejoined
+    deadline = time.monotonic() + 30
+
+    def converged() -> bool:
+        # MySQL: the same GTIDs on both. (MariaDB's binary log keeps what the flashback undid.)
+        same = pair.flavor == "mariadb" or _gtids(pair, p) == _gtids(pair, r)
+        return same and _rows(p, "e1") == _rows(r, "e1")
+
+    while not converged():
+        assert time.monotonic() < deadline, (_rows(p, "e1"), _rows(r, "e1"))
+        await asyncio.sleep(0.1)
+    ids = [row[0] for row in _rows(p, "e1")]
+    # MySQL kept the errant rows (now on both); MariaDB undid them on the old primary.
+    assert ids == ([1, 2, 10, 100, 101] if pair.flavor == "mysql" else [1, 2, 10])
+    st = await primary.replica_status()
+    assert st.io_running == "Yes" and st.sql_running == "Yes" and not st.last_sql_errno
+    pair.replication("STOP", db=p)  # the pair stops the new primary first: no reconnecting

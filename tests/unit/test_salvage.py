@@ -12,13 +12,16 @@ from monha.salvage import (
     SalvageError,
     check_start,
     check_understood,
+    errant_of,
     files_from,
     gate_variables,
     parse_dump,
     parse_gtid_state,
     parse_index,
     restart_point,
+    script_for,
     select,
+    subtract,
     tool_argv,
     truncated_tail,
     write_gate,
@@ -152,6 +155,8 @@ def test_rows_outside_any_transaction_stop_the_salvage() -> None:
     assert dump.transactions()[0].complete and len(dump.transactions()[0].events) == 2
     with pytest.raises(SalvageError, match=r"not understood.*Table_map.*at 2607"):
         select(dump, parse_gtid_state(f"{UUID}:1-9"))
+    with pytest.raises(SalvageError, match="not understood"):
+        errant_of(dump, None)
 
 
 def test_mysql_script_replays_whole_transactions_and_resets_gtid_next() -> None:
@@ -202,12 +207,31 @@ def test_mysql_a_start_that_is_not_an_event_boundary_is_refused() -> None:
         check_start(dump, 2460, stderr)
 
 
-def test_mysql_gtid_sets_and_tags() -> None:
+def test_mysql_verbose_output_keeps_the_rows_for_the_errant_file() -> None:
+    dump = parse_dump(sample("mysql_9_7_range_verbose.txt"))
+    new = parse_gtid_state(f"{UUID}:1-11,3b8f0e0c-0000-11f1-9d7f-02fc00000002:1-4")
+    found = errant_of(dump, new, parse_gtid_state(f"{UUID}:1-13"))
+    assert [str(t.gtid) for t in found.transactions] == _gtids(12, 13)
+    assert (found.gtid_set, found.unsaved) == (f"{UUID}:12-13", "")
+    script = script_for(dump, found.transactions)
+    assert b"### DELETE FROM `labdb`.`t`" in script and b"###   @2='th\\'ree'" in script
+    # An errant GTID the range does not hold (older than the range, or purged) is said.
+    older = errant_of(dump, new, parse_gtid_state(f"{UUID}:1-13:20"))
+    assert (older.gtid_set, older.unsaved) == (f"{UUID}:12-13:20", f"{UUID}:20")
+    # MariaDB: every complete transaction of the range.
+    assert len(errant_of(dump, None).transactions) == 4
+
+
+def test_mysql_gtid_sets_tags_and_subtraction() -> None:
     u, v = UUID, "3b8f0e0c-0000-11f1-9d7f-02fc00000002"
     state = parse_gtid_state(f"{u}:1-5:7-9:Blue:1-3,\n{v}:1-3")
     assert state.has(Gtid(u, "", 4)) and not state.has(Gtid(u, "", 6))
     assert state.has(Gtid(f"{u}:blue", "", 2)) and state.next_seq(u) == 10
     assert state.render() == f"{v}:1-3,{u}:1-5:7-9,{u}:blue:1-3"  # sorted by domain
+    assert subtract(state, parse_gtid_state(f"{u}:2-8,{v}:1-3")).render() == (
+        f"{u}:1:9,{u}:blue:1-3"
+    )
+    assert subtract(parse_gtid_state(f"{u}:1-3"), state).is_empty
     with pytest.raises(SalvageError):
         parse_gtid_state("not-a-gtid")
 
