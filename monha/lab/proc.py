@@ -96,11 +96,34 @@ def start_time(pid: int) -> int | None:
 
 
 def is_alive(pid: int, start: int | None = None) -> bool:
-    """True when the PID is a live process (not a zombie) and, if given, started at `start`."""
+    """True when the PID is a live process (not a zombie) and, if given, started at `start`.
+
+    A killed multi-threaded process (mysqld) shows its leader as a zombie while its other
+    threads are still exiting, and until the last one is gone its files, the listening socket
+    among them, stay open: it counts as alive until then."""
     fields = _stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X", "x"):
+    if not fields:
+        return False
+    if fields[0] in ("Z", "X", "x") and not _other_threads_running(pid):
         return False
     return start is None or int(fields[19]) == start
+
+
+def _other_threads_running(pid: int) -> bool:
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tids:
+        if tid == str(pid):
+            continue
+        try:
+            raw = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        if raw.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"], ["x"]):
+            return True
+    return False
 
 
 def read_pid_file(path: Path) -> int | None:
