@@ -78,3 +78,12 @@ def test_sd_notify_sends_ready_and_watchdog(tmp_path: Path) -> None:
         assert server.recv(100) == b"READY=1\nSTATUS=healthy"
         assert server.recv(100) == b"WATCHDOG=1"
     assert not Notifier("").enabled
+
+
+def test_a_clean_start_prints_nothing_on_stderr() -> None:
+    """Regression: cryptography 46+ warns about DSA when asyncssh imports it; the warning went
+    to stderr on every start, where operators' scripts (and monha's own tests) read errors."""
+    for argv in (("monha", "--version"), ("monha.ctl", "--help")):
+        done = run(*argv)
+        assert done.returncode == 0, done
+        assert done.stderr == "", (argv, done.stderr)
