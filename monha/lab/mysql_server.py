@@ -353,7 +353,10 @@ def change_source_sql(primary: str, heartbeat_period_s: float | None = 1.0) -> s
         "CHANGE REPLICATION SOURCE TO "
         f"SOURCE_HOST='{ADDRESSES[primary]}', SOURCE_PORT={MYSQL_PORT}, "
         f"SOURCE_USER='repl', SOURCE_PASSWORD='{USERS['repl']}', "
-        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1"
+        # MySQL gives up after 10 attempts by default, MariaDB after 86400: a source dead
+        # longer than 10 s (a failover held by the flag, say) is retried as on MariaDB.
+        "SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, SOURCE_RETRY_COUNT=86400, "
+        "GET_SOURCE_PUBLIC_KEY=1"
         f"{heartbeat}"
     )
 

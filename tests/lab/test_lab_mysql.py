@@ -78,7 +78,12 @@ def test_replication_by_gtid_with_distinct_server_uuids(lab: Lab) -> None:
     assert one[:3] == two[:3] == ["ON", "ON", "1"]
     assert one[3] != two[3], "each copy of the template must make its own server_uuid"
     assert lab.sql("node2", "SELECT @@super_read_only").strip() == "1"
-    assert lab.db.replica_status(lab.socket("node2"))["Auto_Position"] == "1"
+    rs = lab.db.replica_status(lab.socket("node2"))
+    assert (rs["Auto_Position"], rs["Source_Retry_Count"], rs["Connect_Retry"]) == (
+        "1",
+        "86400",
+        "1",
+    )
     lab.sql("node1", "CREATE TABLE labdb.repl_t (i INT PRIMARY KEY)")
     lab.sql("node1", "INSERT INTO labdb.repl_t VALUES (7)")
     gtid = "".join(lab.sql("node1", "SELECT @@gtid_executed").split())
