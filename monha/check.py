@@ -23,7 +23,7 @@ from typing import Any
 
 from monha import handles
 from monha.config import Config, fill_placeholders
-from monha.dialect import Flavor, tool_flavor
+from monha.dialect import CLIENT_TOOLS, Flavor, tool_flavor, version_tuple
 from monha.journal import Journal, RecordError, read_flag
 from monha.model import ProbeStatus, ReplicaStatus, Step
 from monha.mysql import MySQLError, Server, probe_alive
@@ -202,8 +202,13 @@ async def _tools(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> Non
     bound = max(check_bound(cfg.probe.ssh_timeout_s), t * 0.6)
     res = await ask(["timeout", "-k", "0.2", f"{bound:.2f}", *check])
     if res is not None and facts.mysql_ok and not res.ok:
-        if res.exit_status == REMOTE_TIMEOUT_EXIT:
-            facts.tool_notes.append(f"{n}: probe.ssh_mysql_check took over {bound:.1f} s there")
+        # A slow answer (a loaded host, the runner's own bound) is worth a note; only a check
+        # that ran and failed, or could not run, is a problem.
+        if res.timed_out or res.exit_status in (REMOTE_TIMEOUT_EXIT, 1):
+            facts.tool_notes.append(
+                f"{n}: probe.ssh_mysql_check did not succeed there ({res.summary()}) although "
+                "its MySQL answers this survey"
+            )
         else:
             facts.tool_problems.append(
                 f"{n}: probe.ssh_mysql_check fails there although its MySQL answers "
@@ -214,16 +219,19 @@ async def _tools(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> Non
         tools = [("salvage.binlog_tool", cfg.salvage.binlog_tool)]
         tools.append(("salvage.apply_command", cfg.salvage.apply_command[0]))
         for key, path in tools:
-            res = await ask([path, "--version"])
+            if Path(path).name not in CLIENT_TOOLS:
+                continue  # a wrapper of the site's own: its arguments are not ours to guess
+            res = await ask([path, "--help"])
             if res is None:
                 continue
-            said = res.stdout.decode(errors="replace")
+            said = "\n".join(res.stdout.decode(errors="replace").splitlines()[:3])
             if not res.ok:
                 facts.tool_problems.append(f"{n}: {key} {path} does not run: {res.summary()}")
             elif flavor is not None and tool_flavor(said) not in (None, flavor):
+                first = said.splitlines()[0] if said else ""
                 facts.tool_problems.append(
                     f"{n}: {key} {path} is not {flavor.value}'s tool "
-                    f"({said.strip()[:80]!r}) but the server is {facts.version}"
+                    f"({first.strip()[:80]!r}) but the server is {facts.version}"
                 )
     if flavor is Flavor.MYSQL:
         res = await ask(list(cfg.mysql.defaults_command))
@@ -234,7 +242,11 @@ async def _tools(cfg: Config, facts: NodeFacts, runner: Runner, t: float) -> Non
             )
         else:
             lines = res.stdout.decode(errors="replace").splitlines()
-            facts.tool_problems += [f"{n}: {r.sentence()}" for r in refused_options(lines)]
+            # A problem where this server's own version refuses the option (its next restart
+            # fails); for an older server a note: an upgrade would not start.
+            for r in refused_options(lines):
+                now = r.refused_by(version_tuple(facts.version))
+                (facts.tool_problems if now else facts.tool_notes).append(f"{n}: {r.sentence()}")
 
 
 async def _mysql_then_tools(

@@ -100,6 +100,25 @@ class Dialect:
         )
 
     @property
+    def applier_threads_sql(self) -> tuple[str, ...]:
+        """Queries whose rows' first column are the connection ids of the replica's applier
+        threads (SQL thread/coordinator and workers), in order of preference: MySQL's
+        performance_schema names them exactly; the process list needs only PROCESS."""
+        if self.is_mariadb:
+            return (
+                "SELECT ID FROM information_schema.PROCESSLIST"
+                " WHERE COMMAND IN ('Slave_SQL', 'Slave_worker')",
+            )
+        return (
+            "SELECT PROCESSLIST_ID FROM performance_schema.threads WHERE NAME IN"
+            " ('thread/sql/replica_sql', 'thread/sql/replica_worker',"
+            " 'thread/sql/slave_sql', 'thread/sql/slave_worker') AND PROCESSLIST_ID IS NOT NULL",
+            # Replication's threads are the only "system user" sessions a plain replica has
+            # besides the IO thread, which is stopped already.
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'system user'",
+        )
+
+    @property
     def stop_replica_sql(self) -> str:
         return "STOP REPLICA" if self.uses_replica_terms else "STOP SLAVE"
 
@@ -306,22 +325,32 @@ def _check_heartbeat(period_s: float) -> None:
         raise ValueError(f"heartbeat_period_s out of range 0..4294967 (got {period_s})")
 
 
-_TOOL_VER3 = re.compile(r"\bVer (\d+)\.(\d+)\.(\d+)")
-_TOOL_VER2 = re.compile(r"\bVer \d+\.\d+ ")
+_TOOL_VER3 = re.compile(r"\b(?:Ver|Distrib) (\d+)\.(\d+)\.(\d+)")
+# Client tools that `tool_flavor` can judge (by the program's base name).
+CLIENT_TOOLS = frozenset({"mysql", "mariadb", "mysqlbinlog", "mariadb-binlog"})
 
 
-def tool_flavor(version_output: str) -> Flavor | None:
-    """Whose client tool printed this `--version` line: MariaDB's tools name MariaDB or, like
-    mariadb-binlog 10.11 ("Ver 3.5 for ..."), carry a two-part version of their own; Oracle's
-    print the server's three-part version ("Ver 9.7.4-2 for Linux"). None: cannot tell."""
-    if "mariadb" in version_output.lower():
+def tool_flavor(help_head: str) -> Flavor | None:
+    """Whose client tool printed this (the first lines of its `--help`: the version line and
+    the copyright). MariaDB's name MariaDB in one or the other ("Oracle, MariaDB Corporation
+    Ab and others"); Oracle's say "Oracle and/or its affiliates", or carry a server version
+    (mysql 5.7: "Distrib 5.7.44"; 8.0 and later: "Ver 8.0.36"). mysqlbinlog 5.7 and
+    mariadb-binlog both print "Ver 3.x": the version line alone cannot tell. None: unknown."""
+    text = help_head.lower()
+    if "mariadb" in text:
         return Flavor.MARIADB
-    m = _TOOL_VER3.search(version_output)
+    if "oracle and/or its affiliates" in text:
+        return Flavor.MYSQL
+    m = _TOOL_VER3.search(help_head)
     if m is not None and int(m.group(1)) in (5, 8, 9):
         return Flavor.MYSQL
-    if _TOOL_VER2.search(version_output):
-        return Flavor.MARIADB
     return None
+
+
+def version_tuple(version: str) -> Version | None:
+    """(major, minor, patch) from a VERSION() string; None when it has none."""
+    m = _VERSION_RE.search(version)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
 
 
 def detect(version: str, version_comment: str = "") -> Dialect:

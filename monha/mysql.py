@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import aiomysql
@@ -78,6 +78,10 @@ class MySQLError(Exception):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+# How long the applier may take to stop before it is killed (see Server.stop_replica).
+STOP_APPLIER_GRACE_S = 2.0
 
 
 class MySQLTimeout(MySQLError):
@@ -393,14 +397,20 @@ class Server:
         if not status.configured or status.heartbeat_period_s is not None or sql is None:
             return status
         # MySQL has no heartbeat column in SHOW REPLICA STATUS: performance_schema has it.
-        rows = (await self._run("read the heartbeat period", [(sql, None)], timeout_s))[0]
+        # Not being able to read it (no SELECT on performance_schema for the monitor user, or
+        # performance_schema off) leaves the period unknown; the status itself still counts:
+        # catch-up, salvage and promote all read it.
+        try:
+            rows = (await self._run("read the heartbeat period", [(sql, None)], timeout_s))[0]
+        except MySQLTimeout:
+            raise
+        except MySQLError:
+            return status
         value = next(iter(rows[0].values())) if rows else None
         try:
             period = float(value) if value is not None else None
         except (TypeError, ValueError):
-            raise MySQLError(
-                f"{self.describe()}: heartbeat period: not a number: {value!r}"
-            ) from None
+            period = None
         return dataclasses.replace(status, heartbeat_period_s=period)
 
     async def read_only(self, timeout_s: float | None = None) -> bool:
@@ -459,9 +469,63 @@ class Server:
         return semisync.parse_semi_sync(variables, status)
 
     async def stop_replica(self, timeout_s: float | None = None) -> None:
-        """Stop both replica threads (idempotent); the replica settings stay."""
+        """Stop both replica threads (idempotent); the replica settings stay.
+
+        The IO thread first, then the applier, which gets STOP_APPLIER_GRACE_S: an applier
+        that does not stop by then is killed. A plain STOP waits for the applier, and it can
+        wait long: MySQL up to 60 s for a transaction whose source died while sending it (its
+        relay log ends inside it: seen on 9.7.4 after a kill -9 of a lagging primary), both
+        servers for a row lock the applier waits on (innodb_lock_wait_timeout, 50 s), on the
+        failover's critical path. Killing the applier rolls back its open transaction and keeps
+        the position of the last one it committed, which is where a plain STOP leaves it too.
+        """
         d = await self.dialect(timeout_s)
-        await self._run("stop replica", [(d.stop_replica_sql, None)], timeout_s)
+        loop = asyncio.get_running_loop()
+        t = self._timeout_s if timeout_s is None else timeout_s
+        deadline = loop.time() + t
+
+        def left() -> float:
+            return max(0.1, deadline - loop.time())
+
+        await self._run("stop the IO thread", [(f"{d.stop_replica_sql} IO_THREAD", None)], left())
+        grace = min(STOP_APPLIER_GRACE_S, left())
+        try:
+            sql = f"{d.stop_replica_sql} SQL_THREAD"
+            await self._run("stop the SQL thread", [(sql, None)], grace)
+            return
+        except MySQLTimeout:
+            pass  # the STOP goes on waiting on the server: ending the applier ends it too
+        killed = await self._kill_applier(d, left)
+        while loop.time() < deadline:
+            status = await self.replica_status(left())
+            if status.sql_running != "Yes":
+                return
+            await asyncio.sleep(0.1)
+        raise MySQLTimeout(
+            f"{self.describe()}: stop the SQL thread: still running {t:g} s after STOP "
+            f"({'killed ' + ', '.join(map(str, killed)) if killed else 'no applier thread found'})"
+        )
+
+    async def _kill_applier(self, d: Dialect, left: Callable[[], float]) -> list[int]:
+        ids: list[int] = []
+        for sql in d.applier_threads_sql:
+            try:
+                rows = (await self._run("find the applier threads", [(sql, None)], left()))[0]
+            except MySQLTimeout:
+                raise
+            except MySQLError:
+                continue  # not allowed to read this one: try the next
+            ids = [int(v) for r in rows if (v := next(iter(r.values()), None)) is not None]
+            break
+        for thread_id in ids:
+            try:
+                await self._run("kill the applier", [(f"KILL {thread_id}", None)], left())
+            except MySQLTimeout:
+                raise
+            except MySQLError as exc:
+                if exc.code != 1094:  # unknown thread id: it ended meanwhile
+                    raise
+        return ids
 
     # --- catching up ----------------------------------------------------------------------
 
@@ -528,13 +592,11 @@ class Server:
     # --- changing roles -------------------------------------------------------------------
 
     async def stop_and_reset_replica(self, timeout_s: float | None = None) -> None:
-        """Stop replication and forget the source entirely. Harmless when not a replica."""
+        """Stop replication (as `stop_replica`) and forget the source entirely. Harmless when
+        not a replica."""
         d = await self.dialect(timeout_s)
-        await self._run(
-            "stop and reset replica",
-            [(d.stop_replica_sql, None), (d.reset_replica_all_sql, None)],
-            timeout_s,
-        )
+        await self.stop_replica(timeout_s)
+        await self._run("reset replica", [(d.reset_replica_all_sql, None)], timeout_s)
 
     async def promote(self, timeout_s: float | None = None) -> BinlogCoordinates:
         """Stop and reset replication, turn read_only off, return this server's coordinates.
@@ -543,7 +605,7 @@ class Server:
         """
         t = self._timeout_s if timeout_s is None else timeout_s
         async with asyncio.timeout(t):
-            await self.stop_and_reset_replica()
+            await self.stop_and_reset_replica(t)
             await self.set_read_only(False)
             return await self.binlog_coordinates()
 

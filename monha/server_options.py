@@ -1,8 +1,10 @@
 """Server options in a site's my.cnf that newer MySQL releases refuse: pure.
 
 Job: read the option lines `my_print_defaults` prints for mysqld (one `--name=value` per line,
-every included file already merged) and name the options with which MySQL 8.4, or a 9.x
-release, refuses to start ("unknown variable"), with what to use instead. A standby upgraded
+every included file already merged) and name the options with which MySQL 8.4, or 9.7 (for
+those removed in 8.4 or a 9.x release), refuses to start ("unknown variable"), with what to
+use instead. `check` makes it a problem where the node's own version refuses the option (its
+next restart fails) and a note where it is older (an upgrade would not start). A standby upgraded
 first, or either node after a package update, would otherwise not come back at all.
 
 Must not: do I/O. MariaDB servers are not judged here: these are Oracle MySQL's removals.
@@ -52,8 +54,15 @@ GONE_BY_9: dict[str, str] = {
 @dataclass(frozen=True, slots=True)
 class Refused:
     option: str  # as the file spells it, without the leading dashes
-    since: str  # "8.4" or "9.x"
+    since: str  # "8.4", or "9.7": refused there (measured), removed in 8.4 or a 9.x release
     instead: str
+
+    def refused_by(self, version: tuple[int, int, int] | None) -> bool:
+        """Whether a server of this version refuses it (unknown version: assume so)."""
+        if version is None:
+            return True
+        major, minor = (int(x) for x in self.since.split("."))
+        return version >= (major, minor, 0)
 
     def sentence(self) -> str:
         return (
@@ -80,7 +89,7 @@ def refused_options(lines: Iterable[str]) -> list[Refused]:
         if name.startswith("loose_") or name in seen:
             continue
         spelled = line.strip().lstrip("-").split("=", 1)[0].strip()
-        for table, since in ((GONE_BY_8_4, "8.4"), (GONE_BY_9, "9.x")):
+        for table, since in ((GONE_BY_8_4, "8.4"), (GONE_BY_9, "9.7")):
             if name in table:
                 seen.add(name)
                 out.append(Refused(spelled, since, table[name]))

@@ -79,7 +79,7 @@ def ensure_rootfs(log: Callable[[str], None] = print) -> Path:
                 "does it)"
             )
         work = final.with_name(final.name + ".building")
-        shutil.rmtree(work, ignore_errors=True)
+        _remove(work)
         log(f"building the MySQL root filesystem {final} (first use on this machine; ~40 s)")
         done = run(
             [
@@ -102,9 +102,29 @@ def ensure_rootfs(log: Callable[[str], None] = print) -> Path:
         for d in SHARED_DIRS:
             (work / d.lstrip("/")).mkdir(exist_ok=True)
         (work / ".monha-ready").write_text(server_version(work) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
+        _remove(final)
         work.rename(final)
     return final
+
+
+def mounts_under(path: Path, mountinfo: str | None = None) -> list[str]:
+    """Mount points inside `path`, deepest first (field 5 of /proc/self/mountinfo)."""
+    text = Path("/proc/self/mountinfo").read_text() if mountinfo is None else mountinfo
+    base = str(path).rstrip("/") + "/"
+    points = [f[4] for line in text.splitlines() if len(f := line.split()) > 4]
+    return sorted((p for p in points if p.startswith(base)), key=len, reverse=True)
+
+
+def _remove(tree: Path) -> None:
+    """Delete a tree debootstrap left, never through a mount inside it: a debootstrap killed
+    half-way leaves its /proc and /sys (in containers also /dev/shm, /dev/pts) mounted there,
+    and deleting through those would empty the host's."""
+    for point in mounts_under(tree):
+        run(["umount", "--recursive", "--lazy", point], timeout=30, check=False)
+    left = mounts_under(tree)
+    if left:
+        raise RootfsError(f"cannot remove {tree}: still mounted inside it: {', '.join(left)}")
+    shutil.rmtree(tree, ignore_errors=True)
 
 
 def chrooted(argv: Sequence[str], root: Path | None = None) -> list[str]:
