@@ -12,9 +12,12 @@ printed more than `max_output_mib` (`CommandResult.truncated`), so a replica day
 that much memory and a clean "not salvaged", not gigabytes and an OOM-killed daemon.
 
 The replica is read-only until it is promoted. Where that also stops the replaying admin (MySQL's
-super_read_only, which monha sets), it is lowered to plain read_only for the replay only, so
-applications still cannot write, and raised again by the script's last statement and, whatever
-happened (a failed client, a cancelled step), by `_restore_read_only`.
+super_read_only, MariaDB 12's NO_LOCK_NO_ADMIN, which monha sets), it is lowered to plain
+read_only for the replay only, so applications still cannot write, and the strongest form is
+raised again by the script's last statement and, whatever happened (a failed client, a cancelled
+step, a rerun after a daemon killed mid-replay), by `_after_replay`. That also ends the replay's
+server session should it outlive the client (found by the user-level lock the script takes
+first): no replay statement survives the salvage to hold locks behind the promotion.
 
 Must not: apply anything `monha.salvage` did not select (it never replays a partial
 transaction or anything the new primary already has), build a shell string, log (the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,6 +41,7 @@ from monha.salvage import (
     Dump,
     GtidState,
     SalvageError,
+    applied_to,
     check_start,
     errant_of,
     files_from,
@@ -44,6 +49,7 @@ from monha.salvage import (
     parse_dump,
     parse_gtid_state,
     parse_index,
+    replay_script,
     restart_point,
     script_for,
     select,
@@ -215,25 +221,36 @@ async def _salvage(
         data.update(salvaged_transactions="0", salvaged_events="0")
         return SalvageReport(not notes, "; ".join([sel.summary(), *notes]), 0, data)
     try:
-        gate = write_gate(flavor, await new.global_variables(gate_variables(flavor), clock.left()))
+        dialect = await new.dialect(clock.left())
+        variables = await new.global_variables(gate_variables(flavor), clock.left())
+        gate = write_gate(flavor, variables, dialect.read_only_blocks_admins)
     except MySQLError as exc:
         data["salvage_error"] = f"cannot read read_only: {exc}"
         return SalvageReport(False, f"not salvaged: {data['salvage_error']}", 0, data)
-    script = gate.wrap(sel.script) if gate else sel.script
+    # The client's server session holds this user-level lock from its first statement on:
+    # found by it, the session is ended should it outlive the client (see `_after_replay`).
+    lock = f"monha_salvage_{secrets.token_hex(8)}"
+    script = replay_script(sel.script, gate, lock)
     try:
-        applied = await local.run(list(apply_argv), clock.left(), input=script)
+        # What ending the replay's session, putting read-only back and re-reading the GTIDs
+        # may take comes out of the salvage's own time, so that a replay that runs into the
+        # bound still leaves time to report what it did.
+        reserve = min(_AFTER_REPLAY_S, timeout_s / 2)
+        applied = await local.run(list(apply_argv), max(0.1, clock.left() - reserve), input=script)
         apply_error = "" if applied.ok else applied.summary()
     except RunnerError as exc:
         # The client could not run (or its connection broke midway): what reached the server
         # is counted from its GTIDs below, like a client that failed.
         apply_error = str(exc)
     finally:
-        # Also after a failure or a cancellation: the replica must not stay open to admins.
-        if gate is not None and (unrestored := await _restore_read_only(new)):
-            notes.append(unrestored)
-            data["salvage_read_only"] = unrestored
+        # Also after a failure or a cancellation: no replay statement may outlive the
+        # salvage, and the replica must not stay open to admins.
+        for note in await _after_replay(new, lock, gate is not None):
+            notes.append(note)
+            if note.startswith(_NOT_RAISED):
+                data["salvage_read_only"] = note
     try:
-        after = parse_gtid_state(*await new.gtid_state(clock.left()))
+        after = parse_gtid_state(*await new.gtid_state(max(clock.left(), _REREAD_S)))
     except MySQLError as exc:
         after = GtidState()
         notes.append(f"could not re-read GTIDs after applying: {exc}")
@@ -253,6 +270,13 @@ async def _salvage(
     if apply_error:
         data["salvage_error"] = f"applying failed: {apply_error}"
         data["salvaged_to_gtid"] = after.render()
+        # Where the new primary's copy of the old primary's binary log ends: after the last
+        # transaction that landed (the errant check at rejoin reads from here, so what was
+        # selected but not applied is in its range), not after the whole selection.
+        reached = applied_to(dump, target, after)
+        if reached is not None:
+            data["salvaged_to_file"] = _name(files[reached[0]])
+            data["salvaged_to_pos"] = str(reached[1])
         head = f"applied {done} of {sel.transactions} transaction(s), then: {apply_error}"
         return SalvageReport(False, "; ".join([head, *notes]), max(done, 0), data)
     return SalvageReport(
@@ -260,32 +284,120 @@ async def _salvage(
     )
 
 
-# How long putting read-only back may take, whatever is left of the salvage's own time.
-_RESTORE_S = 10.0
-# Restores still running after their caller was cancelled (a task needs a strong reference).
-_restoring: set[asyncio.Task[None]] = set()
+# After a replay: ending its session if it outlived the client (KILL, then until it is gone),
+# putting read-only back (the server gives up waiting for its lock after _LOCK_WAIT_S, well
+# before the client-side bound), and re-reading the GTIDs. Their sum is kept out of the time
+# the client gets.
+_KILL_S = 3.0
+_LOCK_WAIT_S = 3
+_RESTORE_S = 5.0
+_REREAD_S = 2.0
+_AFTER_REPLAY_S = _KILL_S + _RESTORE_S + _REREAD_S
+_NOT_RAISED = "read-only was lowered for the replay and not raised again"
+# Clean-ups still running after their caller was cancelled (a task needs a strong reference).
+_restoring: set[asyncio.Task[list[str]]] = set()
 
 
-async def _restore_read_only(new: Server) -> str:
-    """Put the replica's strongest read-only back after a replay ("" when done, else why not).
+async def _after_replay(new: Server, lock: str, restore: bool) -> list[str]:
+    """End what is left of the replay's server session, then (`restore`) put the replica's
+    strongest read-only back; what could not be done, as notes ([] when all is done).
+
+    The session first: a replay statement still running on the server after its client was
+    killed (the salvage's bound, a cancellation; say, waiting on a row lock) would otherwise
+    go on holding its locks, and `SET GLOBAL super_read_only = ON` waits for it; a SET that
+    outlived monha's bound would stay queued on the server and, once the promotion turned
+    read_only off, block every application write until the orphan ended.
 
     Shielded: a cancelled salvage (the step's timeout, a daemon stopping) still waits for
     it, and a second cancellation leaves it running rather than half done.
     """
-    task = asyncio.ensure_future(new.set_read_only(True, _RESTORE_S))
+    task = asyncio.ensure_future(_end_and_restore(new, lock, restore))
     _restoring.add(task)
     task.add_done_callback(_restoring.discard)
     try:
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
     except asyncio.CancelledError:
         await asyncio.wait([task])
         raise
-    except MySQLError as exc:
-        return (
-            f"read-only was lowered for the replay and not raised again ({exc}): plain "
-            "read_only still refuses ordinary users, but admins can write until it is set"
-        )
-    return ""
+
+
+async def _end_and_restore(new: Server, lock: str, restore: bool) -> list[str]:
+    notes = []
+    try:
+        if left := await _end_session(new, lock):
+            notes.append(left)
+    except MySQLError as exc:  # the restore below is bounded on the server all the same
+        notes.append(f"could not look for the replay's server session: {exc}")
+    if restore:
+        try:
+            await _raise_read_only(new)
+        except MySQLError as exc:
+            notes.append(
+                f"{_NOT_RAISED} ({exc}): plain read_only still refuses ordinary users, but "
+                "admins can write until it is set"
+            )
+    return notes
+
+
+# Ending a session nobody needs any more: "Unknown thread id" (it ended by itself meanwhile).
+_UNKNOWN_THREAD = 1094
+
+
+async def _end_session(new: Server, lock: str) -> str:
+    """KILL the session holding the user-level lock `lock` and wait until it is gone; "" when
+    none is left, else what is. (Server has no method for this: its statement runner is
+    used, as by its own methods.)"""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _KILL_S
+    killed: set[int] = set()
+    while True:
+        rows = (
+            await new._run(
+                "find the replay's session",
+                [("SELECT IS_USED_LOCK(%s) AS id", (lock,))],
+                max(0.5, deadline - loop.time()),
+            )
+        )[0]
+        holder = rows[0]["id"] if rows else None
+        if holder is None:
+            return ""
+        if int(holder) not in killed:
+            try:
+                await new._run(
+                    "end the replay's session",
+                    [(f"KILL CONNECTION {int(holder)}", None)],
+                    max(0.5, deadline - loop.time()),
+                )
+            except MySQLError as exc:
+                if exc.code != _UNKNOWN_THREAD:
+                    return f"the replay's server session {holder} could not be ended: {exc}"
+            killed.add(int(holder))
+        if loop.time() >= deadline:
+            return (
+                f"the replay's server session {holder} was killed but is still there after "
+                f"{_KILL_S:g} s (rolling back?)"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _raise_read_only(new: Server) -> None:
+    """The strongest read-only, with the server's own wait for the global read lock bounded
+    (lock_wait_timeout) well below monha's, so that a SET that cannot get the lock ends on
+    the server too instead of staying queued there behind whatever holds it."""
+    dialect = await new.dialect(_RESTORE_S)
+    statements: list[tuple[str, None]] = [
+        (f"SET SESSION lock_wait_timeout = {_LOCK_WAIT_S}", None),
+        *((sql, None) for sql in dialect.set_read_only_sql(True)),
+    ]
+    try:
+        await new._run("put read-only back", statements, _RESTORE_S)
+    finally:
+        with contextlib.suppress(MySQLError):  # the shared connection keeps its default
+            await new._run(
+                "reset lock_wait_timeout",
+                [("SET SESSION lock_wait_timeout = DEFAULT", None)],
+                _RESTORE_S,
+            )
 
 
 # --- errant transactions -----------------------------------------------------------------------
@@ -344,9 +456,12 @@ async def find_errant(
     The range starts where the new primary stopped taking the old one's events: the salvage's
     end when a salvage ran, else the position its applier had reached at promotion (both are
     in the flag's failback data). The old primary's files are read by path over
-    `old_runner`, so its mysqld may be stopped. `new` gives the flavor and, on MySQL, its
-    gtid_executed; `old`'s is read too when it answers, giving the exact errant set: when
-    that is empty nothing is errant, whatever the binary logs hold (a rebuilt old primary).
+    `old_runner`. `new` gives the flavor and, on MySQL, its gtid_executed; on MySQL `old`'s
+    gtid_mode and gtid_executed are read too (not being able to is an ErrantError: the
+    rejoin made it read-only just before, so it answers), giving the exact errant set. When
+    that is empty on an old primary with gtid_mode=ON, nothing is errant whatever the binary
+    logs hold (a rebuilt old primary); with GTIDs off (or only permissive) its transactions
+    may be anonymous, which no GTID set holds, so the binary log is read all the same.
     """
     clock = _Clock(timeout_s)
     fb = flag_failback
@@ -365,19 +480,27 @@ async def find_errant(
         new_state = old_state = None
         if flavor == "mysql":
             new_state = parse_gtid_state(*await new.gtid_state(clock.left()))
-            with contextlib.suppress(MySQLError):  # stopped: the binary log alone tells
+            try:
+                mode = (await old.global_variables(["gtid_mode"], clock.left())).get("gtid_mode")
                 old_state = parse_gtid_state(*await old.gtid_state(clock.left()))
-            if old_state is not None and subtract(old_state, new_state).is_empty:
+            except MySQLError as exc:
+                raise ErrantError(f"cannot read the old primary's GTID state: {exc}") from None
+            if (
+                str(mode).upper() == "ON"
+                and not old_state.is_empty
+                and subtract(old_state, new_state).is_empty
+            ):
                 return ErrantReport((), 0, file, int(pos), file, int(pos), rejoin)
         max_bytes = max_output_mib * 2**20
         files = files_from(await _read_index(old_runner, binlog_index, clock, max_bytes), file)
         dump, _ = await _run_tool(
             old_runner, flavor, binlog_tool, int(pos), files, clock, max_bytes, verbose=True
         )
+        # From that point on the new primary took nothing more from the old one (it was
+        # promoted). Output it does not understand is a refusal like any other.
+        found = errant_of(dump, new_state, old_state)
     except (SalvageError, MySQLError, RunnerError, OSError) as exc:
         raise ErrantError(str(exc)) from None
-    # From that point on the new primary took nothing more from the old one (it was promoted).
-    found = errant_of(dump, new_state, old_state)
     errant = found.transactions
     incomplete = sum(1 for tx in dump.transactions() if not tx.complete)
     events = dump.events()
@@ -398,7 +521,10 @@ async def find_errant(
         return report
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     sql_path = out_dir / f"errant-{stamp}.sql"
-    _save(sql_path, script_for(dump, errant))
+    try:
+        _save(sql_path, script_for(dump, errant))
+    except OSError as exc:
+        raise ErrantError(f"cannot save the errant transactions to {sql_path}: {exc}") from None
     flashback = ""
     if flavor == "mariadb":
         first = errant[0].events[0]
@@ -417,7 +543,10 @@ async def find_errant(
         if not fb_res.ok:
             raise ErrantError(f"saved {sql_path}, but the flashback failed: {fb_res.summary()}")
         fb_path = out_dir / f"errant-{stamp}.flashback.sql"
-        _save(fb_path, fb_res.stdout)
+        try:
+            _save(fb_path, fb_res.stdout)
+        except OSError as exc:
+            raise ErrantError(f"saved {sql_path}, but not the flashback: {exc}") from None
         flashback = str(fb_path)
     return replace(report, sql_file=str(sql_path), flashback_file=flashback)
 

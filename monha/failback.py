@@ -166,13 +166,25 @@ def _mysql_errant_steps(cfg: Config, me: str, node: str, report: binlog_io.Erran
     applied it, `node` has nothing `me` lacks (and replication skips what it already has).
     Dropping them means `node`'s data must become `me`'s: without flashback, a copy of it.
     """
+    anonymous = sum(1 for e in report.errant if e.startswith("anonymous@"))
+    named = report.gtid_set or f"{anonymous} without a GTID"
     what = (
-        f"{report.count} errant transaction(s) on {node} ({report.gtid_set}): {me} never "
+        f"{report.count} errant transaction(s) on {node} ({named}): {me} never "
         f"had them; saved with their rows to {report.sql_file}"
         if report.count
         else f"{node} has transactions {me} never had ({report.unsaved})"
     )
     rebuild = f"to drop them, rebuild {node} as a copy of {me} (from a backup of {me}, or CLONE)"
+    if anonymous:
+        # Applied on `me` they would get new GTIDs there; the next check would find them on
+        # `node` again, as nothing ties them to those.
+        return (
+            f"{what}. {anonymous} of them carry no GTID (gtid_mode was not ON on {node}), so "
+            f"no later check can tell whether {me} has them. MySQL has no flashback: review "
+            f"the file (apply what you keep on {me} by hand), then rebuild {node} as a copy "
+            f"of {me} (from a backup of {me}, or CLONE) and run `monha-ctl rejoin {node}` "
+            "again (docs/data-loss.md)"
+        )
     if report.unsaved:
         return (
             f"{what}; {report.unsaved} are not in {node}'s binary log from "

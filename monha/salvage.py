@@ -694,26 +694,62 @@ class WriteGate:
     lift: bytes
     restore: bytes
 
-    def wrap(self, script: bytes) -> bytes:
-        return self.lift + b"\n" + script + self.restore + b"\n"
 
-
-def write_gate(flavor: str, variables: dict[str, object]) -> WriteGate | None:
+def write_gate(flavor: str, variables: dict[str, object], strong: bool) -> WriteGate | None:
     """The gate for a server whose read-only variables (`gate_variables`) are `variables`;
-    None when the replay can write as it is (read_only only, or off)."""
-    if flavor == "mysql":
-        if str(variables.get("super_read_only", "")).upper() in ("1", "ON"):
-            return WriteGate(
-                b"SET GLOBAL super_read_only = OFF;", b"SET GLOBAL super_read_only = ON;"
-            )
+    None when the replay can write as it is and nothing is to be put back.
+
+    `strong`: the server has a read-only form that also stops admins
+    (`Dialect.read_only_blocks_admins`). A read-only replica on such a server gets that form
+    back after the replay whatever form it had when it was read: a salvage cut short before
+    it raised it again (a daemon killed mid-replay) left plain read_only behind, and a rerun
+    that kept what it read would leave it so. A replica that is not read-only at all is not
+    one being salvaged into: nothing is lowered or raised.
+    """
+    read_only = str(variables.get("read_only", "")).upper()
+    if not strong or read_only in ("", "0", "OFF"):
         return None
-    if str(variables.get("read_only", "")).upper() == "NO_LOCK_NO_ADMIN":
-        return WriteGate(b"SET GLOBAL read_only = ON;", b"SET GLOBAL read_only = NO_LOCK_NO_ADMIN;")
-    return None
+    if flavor == "mysql":
+        return WriteGate(b"SET GLOBAL super_read_only = OFF;", b"SET GLOBAL super_read_only = ON;")
+    return WriteGate(b"SET GLOBAL read_only = ON;", b"SET GLOBAL read_only = NO_LOCK_NO_ADMIN;")
 
 
 def gate_variables(flavor: str) -> tuple[str, ...]:
-    return ("super_read_only",) if flavor == "mysql" else ("read_only",)
+    return ("read_only", "super_read_only") if flavor == "mysql" else ("read_only",)
+
+
+_LOCK_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def replay_script(script: bytes, gate: WriteGate | None, lock_name: str) -> bytes:
+    """The script as it is fed to the client: first a user-level lock named `lock_name` (so
+    the client's server session can be found by `IS_USED_LOCK` and ended, should it outlive
+    the client), and the gate's lift on the same first line; the gate's restore last."""
+    if not _LOCK_NAME.match(lock_name):
+        raise ValueError(f"not a lock name: {lock_name!r}")
+    first = b"DO GET_LOCK('%s', 0);" % lock_name.encode()
+    if gate is None:
+        return first + b"\n" + script
+    return first + b" " + gate.lift + b"\n" + script + gate.restore + b"\n"
+
+
+def applied_to(dump: Dump, before: GtidState, after: GtidState) -> tuple[int, int] | None:
+    """Where a replay that stopped midway ended in the old primary's binary log, as (file
+    index, position): the end of the last transaction it was to apply (complete, and lacking
+    from `before`) that the server has now (`after`; each is atomic, so what landed is a
+    prefix), or the start of the first one when none landed. None: nothing was to be applied.
+
+    This is what the next reader of the range (the errant check at rejoin) starts from: the
+    transactions selected but never applied are then in it, not silently behind it.
+    """
+    reached: tuple[int, int] | None = None
+    for tx in dump.transactions():
+        if not tx.complete or tx.gtid is None or before.has(tx.gtid):
+            continue
+        if not after.has(tx.gtid):
+            return reached or (tx.events[0].file_index, tx.events[0].at)
+        reached = (tx.file_index, tx.end)
+    return reached
 
 
 # --- the tool's command line -----------------------------------------------------------------

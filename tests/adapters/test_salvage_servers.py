@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shlex
 import shutil
 import time
@@ -25,7 +26,7 @@ from monha import binlog_io, failback
 from monha.binlog_io import SalvageReport
 from monha.config import Config, Salvage
 from monha.model import OnFailure, Step, StepKind
-from monha.mysql import Server
+from monha.mysql import MySQLError, Server
 from monha.runners import LocalRunner
 from monha.salvage import parse_gtid_state
 from monha.steps import Nodes, ReplicationSource, run_step
@@ -246,6 +247,228 @@ async def test_a_replay_that_fails_midway_restores_read_only_and_a_rerun_finishe
         assert _gtids(pair, r) == _gtids(pair, p) and _read_only(pair, r)[-1] == 1
     finally:
         _resume(pair)
+
+
+async def test_a_replay_that_fails_midway_leaves_what_it_did_not_apply_in_the_errant_range(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server], tmp_path: Path
+) -> None:
+    """Regression (review C): a replay that failed midway recorded the end of everything it
+    selected as where the salvage ended (salvaged_to_file/pos). The errant check at rejoin
+    reads from there, so the transactions selected but never applied were behind its range:
+    on MariaDB the rejoin went on with rows only the old primary had; on MySQL they were
+    "unsaved" and the operator was told to rebuild."""
+    primary, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s4 (id INT PRIMARY KEY)")
+    pair.wait_replicated(30)
+    await replica.set_read_only(True)
+    pair.replication("STOP", "IO_THREAD")
+    for i in range(1, 5):
+        p.sql(f"INSERT INTO {APP_DB}.s4 VALUES ({i})")
+    last = parse_gtid_state(_gtids(pair, p))
+    _behind_the_replicas_back(pair, f"INSERT INTO {APP_DB}.s4 VALUES (3)")
+    try:
+        failed = await _salvage(pair, tool, replica, pair.client_argv(r))
+        assert not failed.ok and failed.transactions == 2, failed
+        # The new primary's copy ends after the second insert; the errant check from there
+        # finds the two it lacks, with their rows saved.
+        found = await binlog_io.find_errant(
+            primary,
+            LocalRunner(),
+            replica,
+            failed.data,
+            tmp_path,
+            binlog_index=str(p.datadir / "bin.index"),
+            binlog_tool=tool,
+        )
+        if pair.flavor == "mysql":
+            uuid = str(p.sql("SELECT @@server_uuid")[0][0])
+            seq = max(hi for _, hi in last.intervals[uuid])
+            assert found.gtid_set == f"{uuid}:{seq - 1}-{seq}" and not found.unsaved, found
+            assert found.errant == (f"{uuid}:{seq - 1}", f"{uuid}:{seq}"), found
+        else:
+            server, seq = last.last["0"]
+            assert found.errant == (f"0-{server}-{seq - 1}", f"0-{server}-{seq}"), found
+        # MariaDB logs these as statements, MySQL as rows (printed as ### comments).
+        assert re.search(rb"INSERT INTO `?labdb`?\.`?s4`?", _read(found.sql_file))
+    finally:
+        _behind_the_replicas_back(pair, f"DELETE FROM {APP_DB}.s4 WHERE id = 3")
+        _resume(pair)
+    assert _rows(r, "s4") == [(1,), (2,), (3,), (4,)]
+
+
+def _sessions_of_the_client(db: MariaDB) -> list[tuple[object, ...]]:
+    """The apply client's sessions (it logs in as root; the tests' own root sessions last one
+    statement, so none but the asking one stays)."""
+    return db.sql(
+        "SELECT ID, COMMAND, STATE, INFO FROM information_schema.PROCESSLIST"
+        " WHERE USER = 'root' AND ID <> CONNECTION_ID()"
+    )
+
+
+async def test_a_replay_stuck_on_a_row_lock_is_ended_and_the_promoted_replica_takes_writes(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server]
+) -> None:
+    """Regression (review B, D): the replay waits on a row lock another session holds on the
+    replica, and the salvage's bound kills its client; its statement went on running on the
+    server. Putting super_read_only back then waited for it (the global read lock) beyond
+    monha's 10 s, and the SET stayed queued on the server: after the promotion turned
+    read_only off, every application write waited behind it. And the salvage overran its own
+    time by that restore, so its step would have timed out without reporting anything.
+
+    Now the replay's session is found (the user-level lock its first statement takes) and
+    killed, the restore's own lock wait is bounded on the server, and both fit in the
+    salvage's time."""
+    _, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s5 (id INT PRIMARY KEY, v INT)")
+    p.sql(f"INSERT INTO {APP_DB}.s5 VALUES (1, 0)")
+    pair.wait_replicated(30)
+    pair.replication("STOP", "IO_THREAD")
+    p.sql(f"UPDATE {APP_DB}.s5 SET v = 1 WHERE id = 1")
+    # The row lock is taken before the replica is made read-only again (MySQL refuses a
+    # locking read under super_read_only); an open transaction does not keep it from that.
+    await replica.set_read_only(False)
+    holder = pymysql.connect(
+        host="127.0.0.1", port=r.port, user=ADMIN_USER, password=ADMIN_PASSWORD
+    )
+    timeout_s = 12.0
+    try:
+        with holder.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"SELECT * FROM {APP_DB}.s5 WHERE id = 1 FOR UPDATE")
+        await replica.set_read_only(True, 10.0)
+        start = time.monotonic()
+        report = await binlog_io.salvage(
+            replica,
+            LocalRunner(),
+            LocalRunner(),
+            binlog_index=str(p.datadir / "bin.index"),
+            binlog_tool=tool,
+            apply_argv=pair.client_argv(r),
+            timeout_s=timeout_s,
+        )
+        took = time.monotonic() - start
+        # No replay statement outlived the salvage.
+        deadline = time.monotonic() + 1.0
+        while left := _sessions_of_the_client(r):
+            assert time.monotonic() < deadline, (left, report)
+            await asyncio.sleep(0.05)
+        assert not report.ok and "timed out" in report.detail, report
+        assert took < timeout_s + 1.0, (took, report)  # within its own time, with its data
+        assert report.data["salvaged_transactions"] == "0", report
+        assert report.data["salvaged_to_pos"] == report.data["salvage_from_pos"], report
+        assert _read_only(pair, r) == ((1, 1) if pair.flavor == "mysql" else (1,))
+        assert _rows(r, "s5") == [(1, 0)]
+        # Promoted: an application writes at once (its row is not the locked one).
+        await replica.set_read_only(False, 5.0)
+        app = pymysql.connect(
+            host="127.0.0.1",
+            port=r.port,
+            user=APP_USER,
+            password=APP_PASSWORD,
+            read_timeout=5,
+        )
+        try:
+            with app.cursor() as cur:
+                began = time.monotonic()
+                cur.execute(f"INSERT INTO {APP_DB}.s5 VALUES (2, 0)")
+                assert time.monotonic() - began < 2.0
+            app.rollback()  # the pair goes on replicating: nothing of this may stay
+        finally:
+            app.close()
+        assert _read_only(pair, r) == ((0, 0) if pair.flavor == "mysql" else (0,))
+    finally:
+        holder.rollback()
+        holder.close()
+        await replica.set_read_only(True, 30.0)
+        _resume(pair)
+    assert _rows(r, "s5") == [(1, 1)]
+
+
+async def test_putting_read_only_back_gives_up_on_the_server_too(
+    pair: ServerPair, servers: tuple[Server, Server]
+) -> None:
+    """Regression (review B): when the restore cannot get the global read lock (a write
+    statement of a session that could not be ended holds it), monha's bound dropped the
+    connection but the SET stayed queued on the server and blocked every write queued
+    behind it. The server's own wait (lock_wait_timeout) now ends it first."""
+    _, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s7 (id INT PRIMARY KEY, v INT)")
+    p.sql(f"INSERT INTO {APP_DB}.s7 VALUES (1, 0)")
+    pair.wait_replicated(30)
+    await replica.set_read_only(False)  # so that the restore has to take the lock
+    holder, writer = (
+        pymysql.connect(host="127.0.0.1", port=r.port, user=ADMIN_USER, password=ADMIN_PASSWORD)
+        for _ in range(2)
+    )
+    stuck: asyncio.Future[None] | None = None
+    try:
+        with holder.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute(f"SELECT * FROM {APP_DB}.s7 WHERE id = 1 FOR UPDATE")
+        with writer.cursor() as cur:
+            cur.execute("SET SESSION sql_log_bin = 0")  # and rolled back: nothing stays
+            cur.execute("BEGIN")
+
+        def write() -> None:
+            with writer.cursor() as cur:
+                cur.execute(f"UPDATE {APP_DB}.s7 SET v = 2 WHERE id = 1")
+
+        stuck = asyncio.get_running_loop().run_in_executor(None, write)
+        deadline = time.monotonic() + 10
+        while not r.sql(
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE labdb.s7%'"
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        start = time.monotonic()
+        with pytest.raises(MySQLError):
+            await binlog_io._raise_read_only(replica)
+        took = time.monotonic() - start
+        assert binlog_io._LOCK_WAIT_S - 0.5 < took < binlog_io._RESTORE_S, took
+        queued = r.sql(
+            "SELECT ID, STATE, INFO FROM information_schema.PROCESSLIST"
+            " WHERE INFO LIKE 'SET GLOBAL%read_only%'"
+        )
+        assert queued == [], queued
+        # And monha's connection is as before: lock_wait_timeout back at the server's default.
+        session = await replica._one("read", "SELECT @@SESSION.lock_wait_timeout", 5.0)
+        assert int(session) == int(str(r.sql("SELECT @@GLOBAL.lock_wait_timeout")[0][0]))
+    finally:
+        holder.rollback()
+        holder.close()
+        if stuck is not None:
+            await stuck
+        writer.rollback()
+        writer.close()
+        await replica.set_read_only(True, 30.0)
+    assert _rows(r, "s7") == [(1, 0)]
+
+
+async def test_a_resumed_replay_puts_back_the_strongest_read_only(
+    pair: ServerPair, tool: str, servers: tuple[Server, Server]
+) -> None:
+    """Regression (review D): a daemon killed mid-replay leaves super_read_only off (plain
+    read_only on); the salvage run again read that, kept it, and left the replica open to
+    admins. (MariaDB before 12 has no stronger form: read_only stays as it is.)"""
+    _, replica = servers
+    p, r = pair.primary, pair.replica
+    p.sql(f"CREATE TABLE {APP_DB}.s6 (id INT PRIMARY KEY)")
+    pair.wait_replicated(30)
+    await replica.set_read_only(True)
+    if pair.flavor == "mysql":
+        r.sql("SET GLOBAL super_read_only = OFF")  # what the killed replay left
+    pair.replication("STOP", "IO_THREAD")
+    p.sql(f"INSERT INTO {APP_DB}.s6 VALUES (1)")
+    try:
+        resumed = await _salvage(pair, tool, replica, pair.client_argv(r))
+        assert resumed.ok and resumed.transactions == 1, resumed
+        assert _read_only(pair, r) == ((1, 1) if pair.flavor == "mysql" else (1,))
+    finally:
+        _resume(pair)
+    assert _rows(r, "s6") == [(1,)]
 
 
 async def test_a_cancelled_replay_restores_read_only_and_applications_never_write(

@@ -3,13 +3,21 @@ mariadb-binlog on the lab, and MySQL 9.7.4's mysqlbinlog (tests/unit/binlog_samp
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from monha import failback
+from monha.binlog_io import ErrantError, ErrantReport, find_errant
+from monha.dialect import Dialect, detect
+from monha.mysql import MySQLError, Server
+from monha.runners import CommandResult, Runner
 from monha.salvage import (
     Gtid,
     SalvageError,
+    applied_to,
     check_start,
     check_understood,
     errant_of,
@@ -18,6 +26,7 @@ from monha.salvage import (
     parse_dump,
     parse_gtid_state,
     parse_index,
+    replay_script,
     restart_point,
     script_for,
     select,
@@ -26,6 +35,7 @@ from monha.salvage import (
     truncated_tail,
     write_gate,
 )
+from tests.unit.unit_support import CONFIG
 
 SAMPLES = Path(__file__).parent / "binlog_samples"
 
@@ -253,16 +263,149 @@ def test_tagged_gtids_are_transactions_of_their_own_domain() -> None:
 
 
 def test_write_gate_lowers_only_the_admin_blocking_read_only_and_puts_it_back() -> None:
-    gate = write_gate("mysql", {"super_read_only": 1})
+    gate = write_gate("mysql", {"read_only": 1, "super_read_only": 1}, True)
     assert gate is not None
-    assert gate.wrap(b"X\n") == (
-        b"SET GLOBAL super_read_only = OFF;\nX\nSET GLOBAL super_read_only = ON;\n"
+    assert replay_script(b"X\n", gate, "monha_salvage_ab12") == (
+        b"DO GET_LOCK('monha_salvage_ab12', 0); SET GLOBAL super_read_only = OFF;\n"
+        b"X\nSET GLOBAL super_read_only = ON;\n"
     )
-    assert write_gate("mysql", {"super_read_only": 0}) is None
-    assert write_gate("mariadb", {"read_only": 1}) is None  # admins replay through it
-    maria12 = write_gate("mariadb", {"read_only": "NO_LOCK_NO_ADMIN"})
+    assert write_gate("mysql", {"read_only": 0, "super_read_only": 0}, True) is None
+    assert write_gate("mariadb", {"read_only": 1}, False) is None  # admins replay through it
+    maria12 = write_gate("mariadb", {"read_only": "NO_LOCK_NO_ADMIN"}, True)
     assert maria12 is not None and maria12.restore.endswith(b"NO_LOCK_NO_ADMIN;")
-    assert gate_variables("mysql") == ("super_read_only",)
+    assert gate_variables("mysql") == ("read_only", "super_read_only")
+    # Without a gate the lock is still taken: the session is found by it all the same.
+    assert replay_script(b"X\n", None, "monha_salvage_1") == (
+        b"DO GET_LOCK('monha_salvage_1', 0);\nX\n"
+    )
+    with pytest.raises(ValueError):
+        replay_script(b"X\n", None, "x'); DROP TABLE t; --")
+
+
+def test_a_resumed_replay_puts_back_the_strongest_read_only_whatever_it_read() -> None:
+    """Regression (review D): the gate followed the super_read_only it read, so a salvage run
+    again after a daemon killed mid-replay (super_read_only left OFF, plain read_only ON) read
+    OFF and put nothing back: the replica stayed open to admins."""
+    resumed = write_gate("mysql", {"read_only": 1, "super_read_only": 0}, True)
+    assert resumed is not None and resumed.restore == b"SET GLOBAL super_read_only = ON;"
+    maria12 = write_gate("mariadb", {"read_only": "ON"}, True)
+    assert maria12 is not None and maria12.restore == b"SET GLOBAL read_only = NO_LOCK_NO_ADMIN;"
+    assert write_gate("mariadb", {"read_only": "OFF"}, True) is None
+
+
+def test_a_replay_that_stopped_midway_ends_after_the_last_transaction_it_applied() -> None:
+    """Regression (review C): a partial replay recorded the end of the whole selection as the
+    salvage's end, so the errant check at rejoin, which reads from there, never saw the
+    transactions selected but not applied."""
+    dump = parse_dump(MYSQL_RANGE)  # :10 and :11 in the first file, :12 and :13 in the second
+    before = parse_gtid_state(f"{UUID}:1-9")
+    txs = dump.transactions()
+    assert applied_to(dump, before, parse_gtid_state(f"{UUID}:1-11")) == (0, txs[1].end)
+    assert applied_to(dump, before, parse_gtid_state(f"{UUID}:1-12")) == (1, txs[2].end)
+    assert applied_to(dump, before, parse_gtid_state(f"{UUID}:1-13")) == (1, 685)
+    # Nothing landed: the start of the first transaction that was to be applied.
+    assert applied_to(dump, before, before) == (0, 2457)
+    assert applied_to(dump, before, parse_gtid_state("")) == (0, 2457)
+    # What the target had before is not part of the replay.
+    had = parse_gtid_state(f"{UUID}:1-10")
+    assert applied_to(dump, had, had) == (0, txs[1].events[0].at)
+    assert applied_to(dump, parse_gtid_state(f"{UUID}:1-13"), parse_gtid_state("")) is None
+
+
+# --- find_errant's decisions (binlog_io), with the recorded output and stand-in servers ----------
+
+
+class _Server:
+    """What find_errant asks a server: its version, GTIDs and gtid_mode."""
+
+    def __init__(self, gtids: str, gtid_mode: str = "ON", fail: str = "") -> None:
+        self.gtids, self.gtid_mode, self.fail = gtids, gtid_mode, fail
+
+    async def dialect(self, timeout_s: float | None = None) -> Dialect:
+        return detect("9.7.4", "MySQL Community Server - GPL")
+
+    async def gtid_state(self, timeout_s: float | None = None) -> list[str]:
+        if self.fail:
+            raise MySQLError(self.fail)
+        return [self.gtids]
+
+    async def global_variables(
+        self, names: list[str], timeout_s: float | None = None
+    ) -> dict[str, object]:
+        if self.fail:
+            raise MySQLError(self.fail)
+        return {"gtid_mode": self.gtid_mode}
+
+
+class _Runner:
+    """The old primary's node: its binlog index, and the binlog tool printing `output`."""
+
+    def __init__(self, output: bytes) -> None:
+        self.output = output
+        self.tool_runs = 0
+
+    async def run(
+        self,
+        argv: list[str],
+        timeout_s: float,
+        input: bytes | None = None,
+        *,
+        max_output_bytes: int | None = None,
+    ) -> CommandResult:
+        if argv[0] == "cat":
+            return CommandResult(tuple(argv), 0, b"/S/bin.000001\n/S/bin.000002\n", b"", 0.0)
+        self.tool_runs += 1
+        return CommandResult(tuple(argv), 0, self.output, b"", 0.0)
+
+
+async def _find_errant(old: _Server, runner: _Runner, new: _Server, out: Path) -> ErrantReport:
+    return await find_errant(
+        cast(Server, old),
+        cast(Runner, runner),
+        cast(Server, new),
+        {"applied_from_old_file": "bin.000001", "applied_from_old_pos": "2457"},
+        out,
+        binlog_index="/S/bin.index",
+        binlog_tool="/usr/bin/mysqlbinlog",
+    )
+
+
+ANONYMOUS_RANGE = re.sub(rb"'[0-9a-f-]{36}:\d+'", b"'ANONYMOUS'", MYSQL_RANGE)
+
+
+async def test_errant_anonymous_transactions_are_found_with_gtids_off(tmp_path: Path) -> None:
+    """Regression (review A): with gtid_mode=OFF the old primary's gtid_executed is empty,
+    and "nothing the new primary lacks" was taken for "nothing errant": anonymous errant
+    transactions were missed and the rejoin went ahead."""
+    runner = _Runner(ANONYMOUS_RANGE)
+    report = await _find_errant(_Server("", "OFF"), runner, _Server(f"{UUID}:1-9"), tmp_path)
+    assert runner.tool_runs >= 1 and report.count == 4, report
+    assert all(e.startswith("anonymous@") for e in report.errant) and report.sql_file
+    # An empty set with gtid_mode=ON (a server that never wrote with GTIDs): read as well.
+    runner = _Runner(MYSQL_RANGE)
+    report = await _find_errant(_Server("", "ON"), runner, _Server(f"{UUID}:1-9"), tmp_path)
+    assert runner.tool_runs >= 1 and report.count == 4, report
+    # gtid_mode=ON and nothing beyond the new primary's set: nothing errant, nothing read.
+    runner = _Runner(MYSQL_RANGE)
+    report = await _find_errant(_Server(f"{UUID}:1-13"), runner, _Server(f"{UUID}:1-13"), tmp_path)
+    assert runner.tool_runs == 0 and report.count == 0, report
+
+
+async def test_errant_an_unreadable_old_gtid_state_is_a_refusal(tmp_path: Path) -> None:
+    """Regression (review A): a failure to read the old primary's GTID state was ignored and
+    the errant set taken from the binary log alone."""
+    old = _Server("", fail="Lost connection to MySQL server")
+    with pytest.raises(ErrantError, match=r"old primary's GTID state.*Lost connection"):
+        await _find_errant(old, _Runner(MYSQL_RANGE), _Server(f"{UUID}:1-9"), tmp_path)
+
+
+async def test_errant_output_not_understood_is_a_refusal_not_a_crash(tmp_path: Path) -> None:
+    """Regression (review E): errant_of's SalvageError (rows outside any transaction, as with
+    binlog_transaction_compression=ON) escaped find_errant, which the rejoin only expects to
+    raise ErrantError: it ended in an unhandled exception instead of a refusal."""
+    odd = MYSQL_RANGE.replace(b"\nBEGIN\n", b"\nXA START 'x'\n")
+    with pytest.raises(ErrantError, match="not understood"):
+        await _find_errant(_Server(f"{UUID}:1-13"), _Runner(odd), _Server(f"{UUID}:1-9"), tmp_path)
 
 
 def test_tool_argv_per_flavor() -> None:
@@ -283,3 +426,14 @@ def test_tool_argv_per_flavor() -> None:
         tool_argv("mysql", "t", 4, files, flashback=True)
     with pytest.raises(ValueError):
         tool_argv("mariadb", "t", 0, files)
+
+
+def test_errant_without_gtids_is_refused_with_a_rebuild_not_a_replay() -> None:
+    """Anonymous errant transactions (gtid_mode not ON): applied on the new primary they would
+    get new GTIDs there and the next check would find them again; the refusal says rebuild."""
+    report = ErrantReport(
+        ("anonymous@2457",), 5, "bin.000001", 2457, "bin.000002", 685, "", "/x/errant.sql"
+    )
+    text = failback._mysql_errant_steps(CONFIG, "db2", "db1", report)
+    assert "(1 without a GTID)" in text and "carry no GTID" in text, text
+    assert "rebuild db1 as a copy of db2" in text and "< /x" not in text, text
