@@ -80,8 +80,10 @@ class MySQLError(Exception):
         self.code = code
 
 
-# How long the applier may take to stop before it is killed (see Server.stop_replica).
-STOP_APPLIER_GRACE_S = 2.0
+# How long the applier may take to stop before it is killed (see Server.stop_replica). An
+# idle or InnoDB-only applier stops in milliseconds; after a host death MySQL's waited every
+# time (the link was cut in the middle of a transaction under load), so this is paid then.
+STOP_APPLIER_GRACE_S = 0.5
 
 
 class MySQLTimeout(MySQLError):
@@ -251,6 +253,8 @@ class Server:
         self._conn: aiomysql.Connection | None = None
         self._dialect: Dialect | None = None
         self._contact: Contact | None = None
+        # The applier threads the last stop_replica had to kill (empty: it stopped by itself).
+        self.applier_killed: tuple[int, ...] = ()
         self._lock = asyncio.Lock()
 
     def describe(self) -> str:
@@ -489,6 +493,7 @@ class Server:
 
         await self._run("stop the IO thread", [(f"{d.stop_replica_sql} IO_THREAD", None)], left())
         grace = min(STOP_APPLIER_GRACE_S, left())
+        self.applier_killed = ()
         try:
             sql = f"{d.stop_replica_sql} SQL_THREAD"
             await self._run("stop the SQL thread", [(sql, None)], grace)
@@ -496,6 +501,7 @@ class Server:
         except MySQLTimeout:
             pass  # the STOP goes on waiting on the server: ending the applier ends it too
         killed = await self._kill_applier(d, left)
+        self.applier_killed = tuple(killed)
         while loop.time() < deadline:
             status = await self.replica_status(left())
             if status.sql_running != "Yes":

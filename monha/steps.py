@@ -26,7 +26,7 @@ from typing import Any
 
 from monha import binlog_io, probes, relay_logs
 from monha.model import BinlogCoordinates, Step, StepKind
-from monha.mysql import MySQLError, Server
+from monha.mysql import STOP_APPLIER_GRACE_S, MySQLError, Server
 from monha.plan import UNTOUCHED
 from monha.runners import CommandResult, Runner, RunnerError, as_root
 
@@ -483,6 +483,11 @@ async def promote(step: Step, nodes: Nodes) -> Outcome:
         data["applied_from_old_pos"] = str(before.exec_position.position)
         data["applied_from_old_gtid"] = before.gtid_slave_pos
     detail = f"writable; binlog at {coords.file}:{coords.position}"
+    if server.applier_killed:
+        detail += (
+            f"; the applier did not stop within {STOP_APPLIER_GRACE_S:g} s and was ended "
+            f"(thread {', '.join(map(str, server.applier_killed))})"
+        )
     if left:
         detail += f"; NOT applied: {left}" + (f"; {kept}" if kept else "")
     return Outcome(True, detail, data)

@@ -250,6 +250,7 @@ class FakeServer:
 
     def __init__(self, world: World, node: str) -> None:
         self.world, self.node = world, node
+        self.applier_killed: tuple[int, ...] = ()  # as Server: its applier always stops
 
     def describe(self) -> str:
         return f"fake-mysql@{self.node}:3306"

@@ -209,6 +209,7 @@ class FakeServer:
     def __init__(self, world: World, node: str, label: str = "") -> None:
         self.world, self.name = world, node
         self.label = label or f"mysql:{node}"
+        self.applier_killed: tuple[int, ...] = ()  # as Server: its applier always stops
 
     @property
     def n(self) -> FakeNode:
