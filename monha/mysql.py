@@ -81,8 +81,8 @@ class MySQLError(Exception):
 
 
 # How long the applier may take to stop before it is killed (see Server.stop_replica). An
-# idle or InnoDB-only applier stops in milliseconds; after a host death MySQL's waited every
-# time (the link was cut in the middle of a transaction under load), so this is paid then.
+# idle or InnoDB-only applier stops in milliseconds; only one that waits is killed, and that
+# wait is then all this costs the failover.
 STOP_APPLIER_GRACE_S = 0.5
 
 
