@@ -219,6 +219,17 @@ async def _salvage(
         data["salvage_error"] = notes[-1]
     if not sel.transactions:
         data.update(salvaged_transactions="0", salvaged_events="0")
+        if sel.already_present:
+            # Everything read is on the new primary already (a rerun after a daemon killed
+            # between the replay's commit and the step's record): its copy of the old
+            # primary's log ends where the range ends, which is where rejoin must look from;
+            # without this it looked from the applier's position and took the salvaged
+            # transactions for errant ones (MariaDB has no GTID set to tell).
+            data.update(
+                salvaged_to_file=_name(files[sel.end_file_index]),
+                salvaged_to_pos=str(sel.end_pos),
+                salvaged_to_gtid=target.render(),
+            )
         return SalvageReport(not notes, "; ".join([sel.summary(), *notes]), 0, data)
     try:
         dialect = await new.dialect(clock.left())

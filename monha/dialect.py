@@ -100,22 +100,20 @@ class Dialect:
         )
 
     @property
-    def applier_threads_sql(self) -> tuple[str, ...]:
-        """Queries whose rows' first column are the connection ids of the replica's applier
-        threads (SQL thread/coordinator and workers), in order of preference: MySQL's
-        performance_schema names them exactly; the process list needs only PROCESS."""
+    def applier_threads_sql(self) -> str | None:
+        """(connection id, state) of each applier thread of the default channel: the SQL
+        thread or coordinator and its workers (MySQL; None on MariaDB, where monha does not
+        end an applier). Joined on the channel so that no other channel's thread is named."""
         if self.is_mariadb:
-            return (
-                "SELECT ID FROM information_schema.PROCESSLIST"
-                " WHERE COMMAND IN ('Slave_SQL', 'Slave_worker')",
-            )
+            return None
         return (
-            "SELECT PROCESSLIST_ID FROM performance_schema.threads WHERE NAME IN"
-            " ('thread/sql/replica_sql', 'thread/sql/replica_worker',"
-            " 'thread/sql/slave_sql', 'thread/sql/slave_worker') AND PROCESSLIST_ID IS NOT NULL",
-            # Replication's threads are the only "system user" sessions a plain replica has
-            # besides the IO thread, which is stopped already.
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'system user'",
+            "SELECT t.PROCESSLIST_ID, t.PROCESSLIST_STATE FROM performance_schema.threads t"
+            " JOIN performance_schema.replication_applier_status_by_coordinator c"
+            " ON c.THREAD_ID = t.THREAD_ID WHERE c.CHANNEL_NAME = ''"
+            " UNION ALL"
+            " SELECT t.PROCESSLIST_ID, t.PROCESSLIST_STATE FROM performance_schema.threads t"
+            " JOIN performance_schema.replication_applier_status_by_worker w"
+            " ON w.THREAD_ID = t.THREAD_ID WHERE w.CHANNEL_NAME = ''"
         )
 
     @property

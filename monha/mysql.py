@@ -80,10 +80,18 @@ class MySQLError(Exception):
         self.code = code
 
 
-# How long the applier may take to stop before it is killed (see Server.stop_replica). An
+# How long the applier may take to stop before an idle one is ended (see Server.stop_replica). An
 # idle or InnoDB-only applier stops in milliseconds; only one that waits is killed, and that
 # wait is then all this costs the failover.
 STOP_APPLIER_GRACE_S = 0.5
+
+
+def _idle_applier_state(state: str) -> bool:
+    """The applier thread waits for events and runs no statement: the coordinator or the
+    single SQL thread "has read all relay log", a worker waits "for an event from
+    Coordinator" (MySQL 8.0.26+ and the older spellings alike)."""
+    s = state.lower()
+    return "has read all relay log" in s or "waiting for an event from coordinator" in s
 
 
 class MySQLTimeout(MySQLError):
@@ -475,13 +483,15 @@ class Server:
     async def stop_replica(self, timeout_s: float | None = None) -> None:
         """Stop both replica threads (idempotent); the replica settings stay.
 
-        The IO thread first, then the applier, which gets STOP_APPLIER_GRACE_S: an applier
-        that does not stop by then is killed. A plain STOP waits for the applier, and it can
-        wait long: MySQL up to 60 s for a transaction whose source died while sending it (its
-        relay log ends inside it: seen on 9.7.4 after a kill -9 of a lagging primary), both
-        servers for a row lock the applier waits on (innodb_lock_wait_timeout, 50 s), on the
-        failover's critical path. Killing the applier rolls back its open transaction and keeps
-        the position of the last one it committed, which is where a plain STOP leaves it too.
+        The IO thread first, then the applier. MySQL's applier, when it has read all its
+        relay log but the transaction it started is not complete (the source died while
+        sending it: seen on 9.7.4 after a kill -9 of a lagging primary), makes STOP wait 60 s
+        for the rest, which the stopped IO thread can never bring: on the failover's critical
+        path that cost the salvage its time and delayed promotion by a minute. Such an
+        applier, idle in every thread, is ended after STOP_APPLIER_GRACE_S, which is what the
+        server itself does after its 60 s. An applier that is busy (applying, or waiting for a
+        lock) is never ended: killing a statement midway can leave non-transactional changes
+        behind while the position says they were not applied. MariaDB's applier is not ended.
         """
         d = await self.dialect(timeout_s)
         loop = asyncio.get_running_loop()
@@ -491,47 +501,57 @@ class Server:
         def left() -> float:
             return max(0.1, deadline - loop.time())
 
-        await self._run("stop the IO thread", [(f"{d.stop_replica_sql} IO_THREAD", None)], left())
-        grace = min(STOP_APPLIER_GRACE_S, left())
         self.applier_killed = ()
+        await self._run("stop the IO thread", [(f"{d.stop_replica_sql} IO_THREAD", None)], left())
+        sql = f"{d.stop_replica_sql} SQL_THREAD"
+        if d.applier_threads_sql is None:
+            await self._run("stop the SQL thread", [(sql, None)], left())
+            return
         try:
-            sql = f"{d.stop_replica_sql} SQL_THREAD"
+            grace = min(STOP_APPLIER_GRACE_S, left())
             await self._run("stop the SQL thread", [(sql, None)], grace)
             return
         except MySQLTimeout:
             pass  # the STOP goes on waiting on the server: ending the applier ends it too
-        killed = await self._kill_applier(d, left)
-        self.applier_killed = tuple(killed)
+        said = "busy, not ended"
         while loop.time() < deadline:
+            if not self.applier_killed:
+                killed, said = await self._end_idle_applier(d.applier_threads_sql, left)
+                self.applier_killed = tuple(killed)
             status = await self.replica_status(left())
             if status.sql_running != "Yes":
                 return
             await asyncio.sleep(0.1)
         raise MySQLTimeout(
             f"{self.describe()}: stop the SQL thread: still running {t:g} s after STOP "
-            f"({'killed ' + ', '.join(map(str, killed)) if killed else 'no applier thread found'})"
+            f"(the applier: {said})"
         )
 
-    async def _kill_applier(self, d: Dialect, left: Callable[[], float]) -> list[int]:
-        ids: list[int] = []
-        for sql in d.applier_threads_sql:
-            try:
-                rows = (await self._run("find the applier threads", [(sql, None)], left()))[0]
-            except MySQLTimeout:
-                raise
-            except MySQLError:
-                continue  # not allowed to read this one: try the next
-            ids = [int(v) for r in rows if (v := next(iter(r.values()), None)) is not None]
-            break
+    async def _end_idle_applier(
+        self, sql: str, left: Callable[[], float]
+    ) -> tuple[list[int], str]:
+        """KILL the default channel's applier threads if every one of them only waits for
+        events; ([], why not) otherwise."""
+        try:
+            rows = (await self._run("find the applier threads", [(sql, None)], left()))[0]
+        except MySQLTimeout:
+            raise
+        except MySQLError as exc:
+            return [], f"not ended: cannot read its threads ({exc})"
+        threads = [tuple(r.values()) for r in rows]
+        states = [str(s or "") for _, s in threads]
+        if not threads or not all(_idle_applier_state(s) for s in states):
+            return [], f"busy, not ended ({'; '.join(states) or 'no thread found'})"
+        ids = [int(i) for i, _ in threads if i is not None]
         for thread_id in ids:
             try:
-                await self._run("kill the applier", [(f"KILL {thread_id}", None)], left())
+                await self._run("end the applier", [(f"KILL {thread_id}", None)], left())
             except MySQLTimeout:
                 raise
             except MySQLError as exc:
                 if exc.code != 1094:  # unknown thread id: it ended meanwhile
                     raise
-        return ids
+        return ids, f"ended while idle ({'; '.join(states)})"
 
     # --- catching up ----------------------------------------------------------------------
 
