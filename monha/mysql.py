@@ -527,9 +527,7 @@ class Server:
             f"(the applier: {said})"
         )
 
-    async def _end_idle_applier(
-        self, sql: str, left: Callable[[], float]
-    ) -> tuple[list[int], str]:
+    async def _end_idle_applier(self, sql: str, left: Callable[[], float]) -> tuple[list[int], str]:
         """KILL the default channel's applier threads if every one of them only waits for
         events; ([], why not) otherwise."""
         try:
