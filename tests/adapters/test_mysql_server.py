@@ -300,6 +300,7 @@ async def _sql_stopped(s: Server) -> bool:
     return (await s.replica_status()).sql_running != "Yes"
 
 
+@pytest.mark.timeout(600)
 async def test_stop_replica_ends_an_idle_applier_inside_a_transaction(pair: ServerPair) -> None:
     """Regression (issue 13): the source dies while sending a transaction; the replica's relay
     log ends inside it, its applier has read all of it, and MySQL's STOP waits 60 s for the
@@ -331,16 +332,19 @@ async def test_stop_replica_ends_an_idle_applier_inside_a_transaction(pair: Serv
                     start = time.monotonic()
                     await s.stop_replica(20.0)
                     took = time.monotonic() - start
-                    assert s.applier_killed, "the idle applier was not ended"
                     assert took < 5.0, f"stop_replica took {took:.1f} s"
                     after = await s.replica_status()
                     assert after.sql_running != "Yes" and after.exec_position == st.exec_position
-                    return
+                    if s.applier_killed:
+                        return  # the case: a STOP that would have waited 60 s, ended at once
+                    # Frozen before the transaction's first event (a GTID event alone does
+                    # not hold the STOP): not the case, try again.
+                    pair.replication("START")
             finally:
                 os.kill(p.proc.pid, signal.SIGCONT)
                 conn.close()
             pair.wait_replicated(120)
-        raise AssertionError("no try froze the source in the middle of the transaction")
+        raise AssertionError("no try froze the source inside the transaction's events")
     finally:
         await s.close()
         pair.replication("START")
