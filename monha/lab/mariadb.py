@@ -10,8 +10,6 @@ over the node's socket (unix_socket authentication, as the machine's root).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import gzip
 import hashlib
 import shutil
@@ -19,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from monha.lab import db_common
+from monha.lab.db_common import first_row
 from monha.lab.names import (
     ADDRESSES,
     APP_DATABASE,
@@ -92,17 +92,7 @@ def sql(socket: Path, statement: str, *, timeout: float = 10.0, database: str = 
 
 def query_vertical(socket: Path, statement: str, *, timeout: float = 3.0) -> dict[str, str]:
     """The first row of a statement's result as {column: value} (empty if no rows)."""
-    out = run(client_argv(socket, "-E", "-e", statement), timeout=timeout).stdout
-    row: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("****"):
-            if row:
-                break
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            row[key.strip()] = value.strip()
-    return row
+    return first_row(run(client_argv(socket, "-E", "-e", statement), timeout=timeout).stdout)
 
 
 def is_ready(socket: Path) -> bool:
@@ -114,14 +104,7 @@ def is_ready(socket: Path) -> bool:
 
 
 def wait_ready(socket: Path, pid: int | None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if socket.exists() and is_ready(socket):
-            return
-        if pid is not None and not is_alive(pid):
-            raise CommandError(f"mariadbd (pid {pid}) exited before it was ready")
-        time.sleep(0.1)
-    raise CommandError(f"MariaDB on {socket} not ready after {timeout} s")
+    db_common.wait_ready(lambda: is_ready(socket), socket, pid, timeout, DAEMON, DISPLAY)
 
 
 # --- the template datadir ---------------------------------------------------------------
@@ -143,20 +126,15 @@ def template_dir() -> Path:
 
 def ensure_template(log: Callable[[str], None] = print) -> tuple[Path, bool]:
     """The template datadir, building it if it is not cached; returns (datadir, built_now)."""
-    final = template_dir()
-    if (final / "data").is_dir():
-        return final / "data", False
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_ROOT / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if (final / "data").is_dir():  # another lab built it while we waited
-            return final / "data", False
-        log(
+    return db_common.cached_template(
+        template_dir(),
+        ".lock",
+        _build_template,
+        lambda: log(
             "building the MariaDB+Zabbix template datadir (first up on this machine; "
             "about 20-40 s, cached for later runs)"
-        )
-        _build_template(final)
-    return final / "data", True
+        ),
+    )
 
 
 def _build_template(final: Path) -> None:
@@ -331,35 +309,23 @@ def replica_status(socket: Path, timeout: float = 3.0) -> dict[str, str]:
 
 def replica_view(socket: Path, timeout: float = 3.0) -> dict[str, str]:
     """The replica's state under server-neutral names (empty if it replicates from nobody)."""
-    rs = replica_status(socket, timeout)
-    if not rs:
-        return {}
-    return {
-        "source_host": rs.get("Master_Host", ""),
-        "io_running": rs.get("Slave_IO_Running", ""),
-        "sql_running": rs.get("Slave_SQL_Running", ""),
-        "seconds_behind": rs.get("Seconds_Behind_Master", "NULL"),
-        "last_io_error": rs.get("Last_IO_Error", ""),
-        "last_sql_error": rs.get("Last_SQL_Error", ""),
-        "last_sql_errno": rs.get("Last_SQL_Errno", ""),
-        "skip_counter": rs.get("Skip_Counter", ""),
-        "gtid_position": rs.get("Gtid_IO_Pos", ""),
-        "source_log_file": rs.get("Master_Log_File", ""),
-        "read_source_log_pos": rs.get("Read_Master_Log_Pos", ""),
-    }
+    return db_common.view_of(replica_status(socket, timeout), _VIEW_COLUMNS)
+
+
+_VIEW_COLUMNS = {
+    "source_host": "Master_Host",
+    "io_running": "Slave_IO_Running",
+    "sql_running": "Slave_SQL_Running",
+    "seconds_behind": "Seconds_Behind_Master",
+    "last_io_error": "Last_IO_Error",
+    "last_sql_error": "Last_SQL_Error",
+    "last_sql_errno": "Last_SQL_Errno",
+    "skip_counter": "Skip_Counter",
+    "gtid_position": "Gtid_IO_Pos",
+    "source_log_file": "Master_Log_File",
+    "read_source_log_pos": "Read_Master_Log_Pos",
+}
 
 
 def wait_replicating(paths: LabPaths, replica: str, timeout: float = 30.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    status: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        with contextlib.suppress(CommandError):
-            status = replica_status(paths.socket(replica))
-            if (
-                status.get("Slave_IO_Running") == "Yes"
-                and status.get("Slave_SQL_Running") == "Yes"
-                and status.get("Seconds_Behind_Master") == "0"
-            ):
-                return status
-        time.sleep(0.1)
-    raise CommandError(f"replication on {replica} not running after {timeout} s: {status}")
+    return db_common.wait_replicating(lambda: replica_view(paths.socket(replica)), replica, timeout)

@@ -18,7 +18,6 @@ node's socket with an empty password (`--initialize-insecure`).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import gzip
 import hashlib
 import shlex
@@ -28,6 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from monha.lab import db_common
+from monha.lab.db_common import first_row
 from monha.lab.mariadb import ZABBIX_SQL_DIR, ZABBIX_SQL_FILES, mariadbd_pid
 from monha.lab.mysql_rootfs import chrooted, ensure_rootfs, server_version
 from monha.lab.names import (
@@ -112,17 +113,8 @@ def sql(socket: Path, statement: str, *, timeout: float = 10.0, database: str = 
 def query_vertical(socket: Path, statement: str, *, timeout: float = 3.0) -> dict[str, str]:
     """The first row of a statement's result as {column: value} (empty if no rows). The 9.x
     client refuses `\\G` inside -e: --vertical it is."""
-    out = run(client_argv(socket, "--vertical", "-e", statement), timeout=timeout).stdout
-    row: dict[str, str] = {}
-    for line in out.splitlines():
-        if line.startswith("****"):
-            if row:
-                break
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            row[key.strip()] = value.strip()
-    return row
+    argv = client_argv(socket, "--vertical", "-e", statement)
+    return first_row(run(argv, timeout=timeout).stdout)
 
 
 def is_ready(socket: Path) -> bool:
@@ -134,14 +126,7 @@ def is_ready(socket: Path) -> bool:
 
 
 def wait_ready(socket: Path, pid: int | None, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if socket.exists() and is_ready(socket):
-            return
-        if pid is not None and not is_alive(pid):
-            raise CommandError(f"mysqld (pid {pid}) exited before it was ready")
-        time.sleep(0.1)
-    raise CommandError(f"MySQL on {socket} not ready after {timeout} s")
+    db_common.wait_ready(lambda: is_ready(socket), socket, pid, timeout, DAEMON, DISPLAY)
 
 
 # --- the template datadir ---------------------------------------------------------------
@@ -164,20 +149,15 @@ def template_dir() -> Path:
 def ensure_template(log: Callable[[str], None] = print) -> tuple[Path, bool]:
     """The template datadir, building it if it is not cached; returns (datadir, built_now)."""
     ensure_rootfs(log)
-    final = template_dir()
-    if (final / "data").is_dir():
-        return final / "data", False
-    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(CACHE_ROOT / ".mysql-template.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if (final / "data").is_dir():  # another lab built it while we waited
-            return final / "data", False
-        log(
+    return db_common.cached_template(
+        template_dir(),
+        ".mysql-template.lock",
+        _build_template,
+        lambda: log(
             "building the MySQL+Zabbix template datadir (first up on this machine; "
             "about 30-60 s, cached for later runs)"
-        )
-        _build_template(final)
-    return final / "data", True
+        ),
+    )
 
 
 def _mysqladmin(socket: Path, *args: str) -> list[str]:
@@ -374,35 +354,23 @@ def replica_status(socket: Path, timeout: float = 3.0) -> dict[str, str]:
 
 def replica_view(socket: Path, timeout: float = 3.0) -> dict[str, str]:
     """The replica's state under server-neutral names (empty if it replicates from nobody)."""
-    rs = replica_status(socket, timeout)
-    if not rs:
-        return {}
-    return {
-        "source_host": rs.get("Source_Host", ""),
-        "io_running": rs.get("Replica_IO_Running", ""),
-        "sql_running": rs.get("Replica_SQL_Running", ""),
-        "seconds_behind": rs.get("Seconds_Behind_Source", "NULL"),
-        "last_io_error": rs.get("Last_IO_Error", ""),
-        "last_sql_error": rs.get("Last_SQL_Error", ""),
-        "last_sql_errno": rs.get("Last_SQL_Errno", ""),
-        "skip_counter": rs.get("Skip_Counter", ""),
-        "gtid_position": rs.get("Retrieved_Gtid_Set", ""),
-        "source_log_file": rs.get("Source_Log_File", ""),
-        "read_source_log_pos": rs.get("Read_Source_Log_Pos", ""),
-    }
+    return db_common.view_of(replica_status(socket, timeout), _VIEW_COLUMNS)
+
+
+_VIEW_COLUMNS = {
+    "source_host": "Source_Host",
+    "io_running": "Replica_IO_Running",
+    "sql_running": "Replica_SQL_Running",
+    "seconds_behind": "Seconds_Behind_Source",
+    "last_io_error": "Last_IO_Error",
+    "last_sql_error": "Last_SQL_Error",
+    "last_sql_errno": "Last_SQL_Errno",
+    "skip_counter": "Skip_Counter",
+    "gtid_position": "Retrieved_Gtid_Set",
+    "source_log_file": "Source_Log_File",
+    "read_source_log_pos": "Read_Source_Log_Pos",
+}
 
 
 def wait_replicating(paths: LabPaths, replica: str, timeout: float = 30.0) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    view: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        with contextlib.suppress(CommandError):
-            view = replica_view(paths.socket(replica))
-            if (
-                view.get("io_running") == "Yes"
-                and view.get("sql_running") == "Yes"
-                and view.get("seconds_behind") == "0"
-            ):
-                return view
-        time.sleep(0.1)
-    raise CommandError(f"replication on {replica} not running after {timeout} s: {view}")
+    return db_common.wait_replicating(lambda: replica_view(paths.socket(replica)), replica, timeout)
