@@ -156,15 +156,7 @@ class ServerPair:
         for db in (self.primary, self.replica):
             self._wait_ready(db)
         p = self.primary
-        for statement in (
-            f"CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {_lit(ADMIN_PASSWORD)}",
-            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%'",
-            f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-            f"CREATE DATABASE {APP_DB}",
-            f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
-            f"GRANT SELECT, INSERT, CREATE ON {APP_DB}.* TO '{APP_USER}'@'%'",
-        ):
+        for statement in _SETUP_SQL:
             p.sql(statement)
         r = self.replica
         r.sql("SET GLOBAL read_only = ON")
@@ -239,6 +231,18 @@ def _lit(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+# The users and the database both servers' pairs start with (run on the primary, replicated).
+_SETUP_SQL = (
+    f"CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {_lit(ADMIN_PASSWORD)}",
+    f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%'",
+    f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+    f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+    f"CREATE DATABASE {APP_DB}",
+    f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
+    f"GRANT SELECT, INSERT, CREATE ON {APP_DB}.* TO '{APP_USER}'@'%'",
+)
+
+
 class MySQLPair(ServerPair):
     """The same pair on Oracle MySQL: gtid_mode=ON, auto-positioning, caching_sha2_password
     for every user (the server's default), TLS as the server sets it up by itself."""
@@ -294,15 +298,7 @@ class MySQLPair(ServerPair):
         for db in (self.primary, self.replica):
             self._wait_ready(db)
         p = self.primary
-        for statement in (
-            f"CREATE USER '{ADMIN_USER}'@'%' IDENTIFIED BY {_lit(ADMIN_PASSWORD)}",
-            f"GRANT ALL PRIVILEGES ON *.* TO '{ADMIN_USER}'@'%'",
-            f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
-            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
-            f"CREATE DATABASE {APP_DB}",
-            f"CREATE USER '{APP_USER}'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
-            f"GRANT SELECT, INSERT, CREATE ON {APP_DB}.* TO '{APP_USER}'@'%'",
-        ):
+        for statement in _SETUP_SQL:
             p.sql(statement)
         r = self.replica
         r.sql("SET GLOBAL read_only = ON")
